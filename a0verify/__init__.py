@@ -1,0 +1,12 @@
+"""a0verify: verify the 3-D ablative safety margin (A0 ablation) after liver tumour ablation.
+
+Sign convention (everywhere): margin(p) is the signed distance in millimetres from a tumour
+surface point p to the ablation-zone boundary, **positive when p lies inside the ablation zone**.
+"""
+
+__version__ = "0.1.0"
+
+SIGN_CONVENTION = (
+    "margin(p) = signed distance in mm from tumour-surface point p to the ablation-zone boundary, "
+    "positive inside the ablation zone; physical space LPS (DICOM/ITK)"
+)

@@ -1,0 +1,4 @@
+from a0verify.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Shared click parameter types and options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+class SeedType(click.ParamType):
+    """A point ``X,Y,Z`` in LPS millimetres."""
+
+    name = "X,Y,Z"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[float, float, float]:
+        if isinstance(value, tuple):
+            return value  # type: ignore[return-value]
+        parts = str(value).replace(" ", "").split(",")
+        try:
+            vals = tuple(float(p) for p in parts)
+        except ValueError:
+            self.fail(f"{value!r} is not three numbers X,Y,Z (LPS mm)", param, ctx)
+        if len(vals) != 3 or not all(abs(v) < 1e6 for v in vals):
+            self.fail(f"{value!r} is not three finite numbers X,Y,Z (LPS mm)", param, ctx)
+        return vals  # type: ignore[return-value]
+
+
+SEED = SeedType()
+
+threads_option = click.option(
+    "--threads", type=click.IntRange(1, 256), default=None,
+    help="Bound elastix, SimpleITK and Numba threads (default: all cores).")

@@ -1,0 +1,186 @@
+"""``a0verify run``, ``margin``, ``demo``, ``phantom`` and ``doctor``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from a0verify.cli.options import SEED, threads_option
+from a0verify.errors import EXIT_NOT_A0
+
+_fail_option = click.option(
+    "--fail-unless-a0", is_flag=True,
+    help="Exit with code 1 when the case verdict is not A0 (for QA scripts).")
+_threshold_option = click.option(
+    "--threshold", "threshold_mm", type=float, default=5.0, show_default=True,
+    help="Required minimal ablative margin in mm.")
+_quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
+
+
+def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
+    from a0verify.pipeline import CaseResult, lesion_point_summary
+
+    assert isinstance(result, CaseResult)
+    if not quiet:
+        click.echo(lesion_point_summary(result.report))
+        for w in result.report["warnings"]:
+            click.echo(f"warning: {w}")
+        click.echo(f"report: {result.out_dir / 'report.html'}")
+    if fail_unless_a0 and result.verdict != "A0":
+        sys.exit(EXIT_NOT_A0)
+
+
+@click.command()
+@click.option("--pre", "pre", required=True, metavar="IMG",
+              help="Pre-ablation contrast CT (file or DICOM directory).")
+@click.option("--post", "post", required=True, metavar="IMG",
+              help="Post-ablation contrast CT (file or DICOM directory); the fixed image.")
+@click.option("--tumor", "tumor", metavar="MASK", help="Tumour mask on the pre CT.")
+@click.option("--tumor-seed", "tumor_seeds", type=SEED, multiple=True,
+              help="Tumour seed point X,Y,Z in LPS mm on the pre CT (instead of --tumor).")
+@click.option("--ablation", "ablation", metavar="MASK", help="Ablation-zone mask on the post CT.")
+@click.option("--ablation-seed", "ablation_seeds", type=SEED, multiple=True,
+              help="Ablation-zone seed X,Y,Z in LPS mm on the post CT (repeatable).")
+@click.option("--liver", "liver", metavar="MASK", help="Optional liver mask on the post CT.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output directory (an earlier result in it is replaced as a whole).")
+@_threshold_option
+@click.option("--registration", "registration", default="deformable", show_default=True,
+              type=click.Choice(["none", "rigid", "deformable"]))
+@threads_option
+@_fail_option
+@_quiet_option
+def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: str | None,
+        ablation_seeds: tuple, liver: str | None, out: str, threshold_mm: float,
+        registration: str, threads: int | None, fail_unless_a0: bool, quiet: bool) -> None:
+    """Register PRE onto POST, carry the tumour over, compute the margin, verdict and report."""
+    from a0verify.pipeline import run_case
+
+    res = run_case(pre, post, out, tumor_path=tumor, ablation_path=ablation,
+                   ablation_seeds=list(ablation_seeds), tumor_seeds=list(tumor_seeds),
+                   liver_path=liver, threshold_mm=threshold_mm,
+                   registration_method=registration, threads=threads)
+    _summarise(res, quiet, fail_unless_a0)
+
+
+@click.command()
+@click.option("--tumor", "tumor", required=True, metavar="MASK", help="Tumour mask.")
+@click.option("--ablation", "ablation", required=True, metavar="MASK", help="Ablation-zone mask.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output directory.")
+@_threshold_option
+@_fail_option
+@_quiet_option
+def margin(tumor: str, ablation: str, out: str, threshold_mm: float, fail_unless_a0: bool,
+           quiet: bool) -> None:
+    """Margin of masks already aligned in physical space (they may lie on different grids)."""
+    from a0verify.pipeline import margin_case
+
+    res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm)
+    _summarise(res, quiet, fail_unless_a0)
+
+
+@click.command()
+@click.option("--out", "out", type=click.Path(file_okay=False), default="a0verify-demo",
+              show_default=True, help="Output directory for the case and its report.")
+@click.option("--margin-mm", type=float, default=6.0, show_default=True,
+              help="True minimal margin of the synthetic lesion.")
+@click.option("--registration", "registration", default="deformable", show_default=True,
+              type=click.Choice(["none", "rigid", "deformable"]))
+@threads_option
+def demo(out: str, margin_mm: float, registration: str, threads: int | None) -> None:
+    """Make a synthetic case with known truth and run the whole pipeline on it."""
+    from a0verify import phantom
+    from a0verify.pipeline import lesion_point_summary, run_case
+    from a0verify.verdict import classify
+
+    t0 = time.perf_counter()
+    out_dir = Path(out)
+    case_dir = out_dir / "case"
+    spec = phantom.PhantomSpec(
+        lesions=[phantom.LesionSpec(center_lps=[-60.0, 5.0, 0.0], radius_mm=10.0,
+                                    target_margin_mm=margin_mm)])
+    case = phantom.make_phantom(spec)
+    paths = phantom.write_case(case, case_dir)
+    click.echo(f"synthetic case written to {case_dir} (true minimal margin "
+               f"{case.min_mam_mm:.2f} mm, true verdict "
+               f"{classify(case.min_mam_mm, 5.0).verdict})")
+    res = run_case(paths["pre"], paths["post"], out_dir / "result", tumor_path=paths["tumor"],
+                   ablation_path=paths["ablation"], registration_method=registration,
+                   threads=threads)
+    click.echo(lesion_point_summary(res.report))
+    click.echo(f"error against truth: {res.report['min_margin_mm'] - case.min_mam_mm:+.2f} mm")
+    click.echo(f"report: {res.out_dir / 'report.html'}  ({time.perf_counter() - t0:.0f} s)")
+
+
+@click.command()
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@click.option("--spacing", default="0.8,0.8,2.5", show_default=True, help="x,y,z spacing in mm.")
+@click.option("--size", default="200,160,40", show_default=True, help="x,y,z size in voxels.")
+@click.option("--direction", default="0,0,0", show_default=True,
+              help="Rotation of the grid axes about x,y,z in degrees (oblique grids).")
+@click.option("--margin-mm", "margins", type=float, multiple=True,
+              help="True margin per lesion (repeat for several lesions).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def phantom(out: str, spacing: str, size: str, direction: str, margins: tuple[float, ...],
+            seed: int) -> None:
+    """Write a synthetic case (pre/post CT, masks, truth.json) with known margins."""
+    from a0verify import phantom as ph
+    from a0verify.errors import InputError
+
+    def parse(s: str, n: int, kind: type) -> list:
+        try:
+            vals = [kind(v) for v in s.split(",")]
+        except ValueError:
+            raise InputError(f"cannot parse {s!r} as {n} comma-separated numbers") from None
+        if len(vals) != n:
+            raise InputError(f"{s!r}: expected {n} comma-separated numbers")
+        return vals
+
+    centres = [[-60.0, 5.0, 0.0], [-85.0, -25.0, 8.0], [-35.0, 30.0, -8.0]]
+    ms = list(margins) or [6.0]
+    if len(ms) > len(centres):
+        raise InputError(f"--margin-mm given {len(ms)} times; at most {len(centres)} lesions")
+    spec = ph.PhantomSpec(
+        spacing=parse(spacing, 3, float), size=parse(size, 3, int),
+        direction_deg=parse(direction, 3, float), seed=seed,
+        lesions=[ph.LesionSpec(center_lps=c, radius_mm=8.0 if len(ms) > 1 else 10.0,
+                               target_margin_mm=m) for c, m in zip(centres, ms, strict=False)],
+    )
+    case = ph.make_phantom(spec)
+    ph.write_case(case, out)
+    click.echo(json.dumps({"out": out, "min_mam_mm": case.min_mam_mm}))
+
+
+@click.command()
+def doctor() -> None:
+    """Check the installation: imports, elastix, offscreen rendering, Numba cache."""
+    import importlib
+
+    ok = True
+    for mod in ("SimpleITK", "numpy", "scipy", "skimage", "numba", "itk", "pyvista", "jinja2",
+                "snakemake"):
+        try:
+            m = importlib.import_module(mod)
+            click.echo(f"ok    {mod} {getattr(m, '__version__', '')}")
+        except Exception as exc:  # report every failure, keep going
+            ok = False
+            click.echo(f"FAIL  {mod}: {exc}")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            from a0verify import phantom as ph
+            from a0verify.pipeline import margin_case
+
+            case = ph.make_phantom(ph.PhantomSpec(size=[120, 100, 24]))
+            p = ph.write_case(case, tmp)
+            r = margin_case(p["tumor"], p["ablation"], Path(tmp) / "out")
+            click.echo(f"ok    margin pipeline (MAM {r.report['min_margin_mm']:.2f} mm)")
+        except Exception as exc:
+            ok = False
+            click.echo(f"FAIL  margin pipeline: {exc}")
+    sys.exit(0 if ok else 70)

@@ -1,0 +1,505 @@
+"""Margin API: SimpleITK images in, :class:`MarginResult` out.
+
+Sign convention: margin(p) = signed distance (mm) from tumour-surface point p to the
+ablation-zone boundary, **positive inside the ablation zone**. MAM = min over the tumour surface.
+
+Method (all geometry in physical LPS mm, so the two masks may lie on different grids with any
+direction cosines and anisotropic spacing):
+
+1. Each binary mask is turned into a continuous level set by *shape-based interpolation* along its
+   thickest grid axis (:func:`a0verify.margin.core.shape_based_level`): exact 2-D signed distances
+   per slice (boundary half-way between pixel centres), joined between slices with the curvature of
+   the local cross-section radius, and closed between slices where the shape ends (caps) at the
+   pole predicted by that radius profile. Only a region of interest around each lesion is used.
+2. The tumour surface is the marching-cubes zero level of its level set (sub-voxel vertices); the
+   ablation-zone surface likewise, inside the tumour's ROI (tumour box + threshold + safety band).
+3. margin(vertex) = exact point-to-triangle distance to the zone surface, signed by the zone's
+   level set at the vertex. Area fractions, deficit patches and volumes follow from the meshes.
+
+The tumour may be given as a label image (one lesion per label; a single label is split into
+26-connected components) or as a mapping ``{lesion_id: level-set image}`` where each image holds a
+signed distance in mm, positive inside the tumour, boundary at 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+
+from a0verify import geometry
+from a0verify.errors import InputError
+from a0verify.margin import core
+
+TumorInput = sitk.Image | Mapping[int, sitk.Image]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: Safety band (mm) added to the threshold around each tumour for the ablation ROI.
+SAFETY_MM = 6.0
+#: Calibrated 95 % half-width model of the MAM discretisation error (see tests/benchmarks):
+#: ``UNC_BASE + UNC_K * sqrt(h_t^2 + h_a^2)`` with h the spacing of each grid seen along the
+#: margin direction.
+UNC_BASE = 0.05
+UNC_K = 0.2
+
+
+@dataclass
+class SurfaceMesh:
+    """Triangle mesh of a tumour surface in LPS mm with the margin (mm) at each vertex.
+
+    Face normals (right-hand rule on ``faces``) point out of the tumour."""
+
+    vertices_lps: F64  # (N, 3)
+    faces: I64  # (M, 3) vertex indices
+    margin_mm: F64  # (N,)
+
+    def face_areas(self) -> F64:
+        """Area of every face in mm^2."""
+        return core.face_areas_normals(self.vertices_lps, self.faces)[0]
+
+
+@dataclass
+class DeficitPatch:
+    """Connected region of tumour surface with margin below the threshold (where to re-ablate).
+
+    ``outward_direction_lps`` is the unit, area-weighted mean outward surface normal of the patch.
+    """
+
+    area_mm2: float
+    min_margin_mm: float
+    centroid_lps: list[float]
+    outward_direction_lps: list[float]
+    min_margin_point_lps: list[float] = field(default_factory=list)
+
+
+@dataclass
+class LesionMargin:
+    """Margin figures of one lesion. Points are LPS mm (RAS given alongside for people)."""
+
+    id: int
+    min_margin_mm: float
+    min_margin_point_lps: list[float]
+    min_margin_point_ras: list[float]
+    surface_fraction: dict[str, float]  # below_zero, below_threshold, at_or_above_threshold
+    surface_area_mm2: float
+    tumor_volume_ml: float
+    residual_volume_ml: float
+    uncertainty_mm: float  # discretisation half-width (95 %) of the MAM
+    deficit_patches: list[DeficitPatch] = field(default_factory=list)
+    surface: SurfaceMesh | None = field(default=None, repr=False)
+    #: True when the whole ROI around the tumour lies inside the zone: the MAM is then a lower
+    #: bound (the zone boundary is farther than the ROI reaches).
+    margin_is_lower_bound: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the surface mesh is left out)."""
+        d = asdict(self)
+        d.pop("surface", None)
+        return d
+
+
+@dataclass
+class MarginResult:
+    """Per-lesion margins plus the ablation-zone signed-distance map (mm, positive inside,
+    float32, on the ablation mask's grid, cropped to the lesions' regions of interest)."""
+
+    threshold_mm: float
+    lesions: list[LesionMargin]
+    margin_map: sitk.Image | None = field(default=None, repr=False)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def min_margin_mm(self) -> float:
+        """MAM over all lesions (mm)."""
+        return min(les.min_margin_mm for les in self.lesions)
+
+
+# --------------------------------------------------------------------------- level sets / meshes
+@dataclass
+class _Level:
+    """A continuous level set (mm, positive inside) on a (possibly refined) crop of a grid."""
+
+    values: npt.NDArray[np.float32]  # fine array, permuted axis order
+    perm: tuple[int, int, int]  # fine axis i = crop axis perm[i] (crop axes in z, y, x order)
+    up: int  # refinement of fine axis 0
+    lo_zyx: F64  # crop origin (array index of the parent grid)
+    grid: sitk.Image  # parent grid (geometry only)
+    spacing_fine: F64  # mm, permuted order
+
+    def fine_to_lps(self, fidx: F64) -> F64:
+        pidx = np.asarray(fidx, np.float64).copy()
+        pidx[:, 0] /= self.up
+        idx = np.empty_like(pidx)
+        for i, ax in enumerate(self.perm):
+            idx[:, ax] = pidx[:, i]
+        return geometry.zyx_index_to_lps(self.grid, idx + self.lo_zyx)
+
+    def lps_to_fine(self, pts: F64) -> F64:
+        idx = geometry.lps_to_zyx_index(self.grid, pts) - self.lo_zyx
+        f = np.empty_like(idx)
+        for i, ax in enumerate(self.perm):
+            f[:, i] = idx[:, ax]
+        f[:, 0] *= self.up
+        return f
+
+    def sample(self, pts: F64, outside: float) -> F64:
+        return core.trilinear(self.values, np.ascontiguousarray(self.lps_to_fine(pts)), outside)
+
+    def fine_voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.spacing_fine))
+
+
+def _mask_level(mask: npt.NDArray[np.bool_], grid: sitk.Image, lo_zyx: npt.ArrayLike) -> _Level:
+    """Continuous level set of a binary crop (z, y, x) of ``grid`` starting at ``lo_zyx``."""
+    sp = geometry.spacing_zyx(grid)
+    thick = int(np.argmax(sp))
+    others = [a for a in range(3) if a != thick]
+    perm = (thick, others[0], others[1])
+    sp_p = sp[list(perm)]
+    up = max(2, int(np.ceil(sp_p[0] / sp_p[1:].min() - 1e-6)))
+    m = np.ascontiguousarray(np.transpose(mask, perm))
+    lev, sp_f = core.shape_based_level(m, sp_p, up)
+    return _Level(lev, perm, up, np.asarray(lo_zyx, np.float64), grid, sp_f)
+
+
+def _image_level(values: npt.NDArray[np.float32], grid: sitk.Image,
+                 lo_zyx: npt.ArrayLike) -> _Level:
+    """Level set given as signed-distance values (mm, positive inside) on a crop of ``grid``."""
+    sp = geometry.spacing_zyx(grid)
+    return _Level(np.ascontiguousarray(values, np.float32), (0, 1, 2), 1,
+                  np.asarray(lo_zyx, np.float64), grid, sp)
+
+
+def _mesh(level: _Level, closed: bool) -> tuple[F64, I64]:
+    """Zero-level surface of ``level`` in LPS mm; outward (towards negative) face normals."""
+    vals = level.values
+    if closed:
+        verts, faces = core.surface_mesh(vals, level.spacing_fine, 0.0)
+    else:
+        from skimage import measure
+
+        if not (vals.max() > 0 > vals.min()):
+            return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+        v, f, _, _ = measure.marching_cubes(vals, level=0.0, allow_degenerate=False)
+        verts, faces = v.astype(np.float64), f.astype(np.int64)
+    if len(verts) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    verts_lps = level.fine_to_lps(verts)
+    # Orientation: make normals point out of the shape (down the level's gradient) in LPS,
+    # whatever the handedness of the grid / permutation.
+    _, nrm = core.face_areas_normals(verts_lps, faces)
+    cen = verts_lps[faces].mean(axis=1)
+    step = 0.25 * float(level.spacing_fine.min())
+    out_val = level.sample(cen + step * nrm, np.nan)
+    in_val = level.sample(cen - step * nrm, np.nan)
+    ok = np.isfinite(out_val) & np.isfinite(in_val)
+    if ok.any() and np.mean(out_val[ok] < in_val[ok]) < 0.5:
+        faces = faces[:, ::-1].copy()
+    return verts_lps, faces
+
+
+# --------------------------------------------------------------------------- lesions
+@dataclass
+class _LesionInput:
+    id: int
+    grid: sitk.Image
+    lo_zyx: tuple[int, int, int]
+    mask: npt.NDArray[np.bool_] | None = None  # binary crop (z, y, x)
+    values: npt.NDArray[np.float32] | None = None  # level-set crop (mm, positive inside)
+
+
+def _pad_box(lo: tuple[int, ...], hi: tuple[int, ...], shape: tuple[int, ...],
+             pad: int) -> geometry.IndexBox:
+    return geometry.IndexBox(
+        tuple(max(0, int(a) - pad) for a in lo),  # type: ignore[arg-type]
+        tuple(min(int(s), int(b) + pad) for b, s in zip(hi, shape, strict=True)),  # type: ignore[arg-type]
+    )
+
+
+def _label_lesions(tumor: sitk.Image) -> list[_LesionInput]:
+    arr = sitk.GetArrayViewFromImage(tumor)
+    nb = core.nonzero_box(arr)
+    if nb is None:
+        raise InputError("tumour mask is empty (no nonzero voxels)")
+    box = _pad_box(nb[0], nb[1], arr.shape, 3)
+    crop = np.asarray(arr[box.slices])
+    labels = [v for v in np.unique(crop) if v != 0]
+    out: list[_LesionInput] = []
+    if len(labels) > 1:
+        for lab in labels:
+            m = crop == lab
+            out.append(_crop_lesion(int(lab), m, tumor, box.lo_zyx))
+        return out
+    from scipy import ndimage
+
+    cc, n = ndimage.label(crop != 0, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(cc.ravel(), minlength=n + 1)[1:]
+    for rank, comp in enumerate(np.argsort(-sizes, kind="stable"), start=1):
+        out.append(_crop_lesion(rank, cc == comp + 1, tumor, box.lo_zyx))
+    return out
+
+
+def _crop_lesion(lid: int, m: npt.NDArray[np.bool_], grid: sitk.Image,
+                 lo: tuple[int, int, int]) -> _LesionInput:
+    nb = core.nonzero_box(m.view(np.uint8))
+    assert nb is not None
+    # 3 voxels of background around the lesion (zeros beyond the image edge)
+    sub = m[tuple(slice(a, b) for a, b in zip(nb[0], nb[1], strict=True))]
+    padded = np.pad(sub, 3, mode="constant")
+    lo_zyx = tuple(int(a) + int(b) - 3 for a, b in zip(lo, nb[0], strict=True))
+    return _LesionInput(lid, grid, lo_zyx, mask=padded)  # type: ignore[arg-type]
+
+
+def _levelset_lesions(tumor: Mapping[int, sitk.Image]) -> list[_LesionInput]:
+    out = []
+    for lid, img in tumor.items():
+        vals = sitk.GetArrayViewFromImage(img)
+        inside = vals > 0
+        if not inside.any():
+            raise InputError(f"tumour lesion {lid}: level set has no positive (inside) voxel")
+        nb = core.nonzero_box(inside.view(np.uint8))
+        assert nb is not None
+        box = _pad_box(nb[0], nb[1], vals.shape, 2)
+        v = np.asarray(vals[box.slices], np.float32)
+        # pad with the outside continuation so the surface closes inside the crop
+        lo = float(min(v.min(), 0.0)) - 1.0
+        v = np.pad(v, 1, mode="constant", constant_values=lo)
+        lo_zyx = tuple(int(a) - 1 for a in box.lo_zyx)
+        out.append(_LesionInput(int(lid), img, lo_zyx, values=v))  # type: ignore[arg-type]
+    if not out:
+        raise InputError("tumour mask is empty (no lesions)")
+    return out
+
+
+def split_lesions(tumor: sitk.Image) -> dict[int, sitk.Image]:
+    """Split a tumour label image into one binary UInt8 image per lesion (full grid).
+
+    Several nonzero labels: one lesion per label. A single label: connected components
+    (26-connectivity), numbered 1.. by decreasing size. Empty input raises InputError.
+    """
+    out: dict[int, sitk.Image] = {}
+    shape = sitk.GetArrayViewFromImage(tumor).shape
+    for les in _label_lesions(tumor):
+        assert les.mask is not None
+        full = np.zeros(shape, np.uint8)
+        lo = np.asarray(les.lo_zyx)
+        src = [slice(max(0, -a), m - max(0, a + m - s)) for a, m, s in
+               zip(lo, les.mask.shape, shape, strict=True)]
+        dst = [slice(max(0, a), min(s, a + m)) for a, m, s in
+               zip(lo, les.mask.shape, shape, strict=True)]
+        full[tuple(dst)] = les.mask[tuple(src)]
+        out[les.id] = geometry.array_to_image(full, tumor)
+    return out
+
+
+# --------------------------------------------------------------------------- main entry
+def compute_margin(
+    tumor: TumorInput,
+    ablation: sitk.Image,
+    threshold_mm: float = 5.0,
+) -> MarginResult:
+    """Signed ablative margin of every tumour lesion with respect to the ablation zone.
+
+    Parameters
+    ----------
+    tumor : label image (any grid; one lesion per label, a single label split into connected
+        components) or ``{id: level-set image}`` (signed distance in mm, positive inside the
+        tumour, boundary at 0; any grid).
+    ablation : ablation-zone mask; every nonzero voxel belongs to the zone. Any grid.
+    threshold_mm : margin required for A0 (mm).
+
+    Returns a :class:`MarginResult` (margins in mm, points in LPS mm, volumes in ml). An empty
+    tumour or ablation mask, or a tumour outside the ablation image, raises InputError.
+    """
+    t0 = time.perf_counter()
+    if not threshold_mm >= 0:
+        raise InputError(f"--threshold must be >= 0 mm, got {threshold_mm}")
+    abl_arr = sitk.GetArrayViewFromImage(ablation)
+    abl_box = core.nonzero_box(abl_arr)
+    if abl_box is None:
+        raise InputError("ablation mask is empty (no nonzero voxels)")
+    if isinstance(tumor, sitk.Image):
+        inputs = _label_lesions(tumor)
+    else:
+        inputs = _levelset_lesions(tumor)
+    timings: dict[str, float] = {"margin_inputs": time.perf_counter() - t0}
+    lesions: list[LesionMargin] = []
+    rois: list[geometry.IndexBox] = []
+    for les in inputs:
+        lm, roi = _one_lesion(les, ablation, abl_arr, abl_box, float(threshold_mm))
+        lesions.append(lm)
+        rois.append(roi)
+    t1 = time.perf_counter()
+    margin_map = _margin_map(ablation, abl_arr, rois)
+    t2 = time.perf_counter()
+    timings["margin_map"] = t2 - t1
+    timings["margin"] = t2 - t0
+    return MarginResult(threshold_mm=float(threshold_mm), lesions=lesions,
+                        margin_map=margin_map, timings_s=timings)
+
+
+def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any],
+                abl_box: tuple[tuple[int, int, int], tuple[int, int, int]],
+                threshold: float) -> tuple[LesionMargin, geometry.IndexBox]:
+    # --- tumour surface
+    if les.mask is not None:
+        tlev = _mask_level(les.mask, les.grid, les.lo_zyx)
+    else:
+        assert les.values is not None
+        tlev = _image_level(les.values, les.grid, les.lo_zyx)
+    tv, tf = _mesh(tlev, closed=True)
+    if len(tf) == 0:
+        raise InputError(f"tumour lesion {les.id} has no surface (too small or empty)")
+    # --- ablation-zone ROI around the tumour
+    pad = threshold + SAFETY_MM + 2.0 * float(max(ablation.GetSpacing()))
+    roi = geometry.roi_box_around_lps(ablation, tv, pad)
+    if roi.empty:
+        raise InputError(
+            f"tumour lesion {les.id} lies outside the ablation mask's field of view"
+        )
+    zl, zv, zf = _zone_surface(abl_arr, ablation, roi)
+    lower_bound = False
+    if len(zf) == 0 or not _covers(zl, tv):
+        # no zone boundary near the tumour: widen the ROI to the whole zone (+ the tumour)
+        zb = geometry.IndexBox(abl_box[0], abl_box[1])
+        roi = _union_box(_union_box(roi, zb), geometry.roi_box_around_lps(ablation, tv, 2.0))
+        roi = _pad_box(roi.lo_zyx, roi.hi_zyx, abl_arr.shape, 2)
+        zl, zv, zf = _zone_surface(abl_arr, ablation, roi)
+    dist = core.mesh_distance(tv, zv, zf) if len(zf) else np.full(len(tv), np.inf)
+    inside = zl.sample(tv, -1.0) > 0
+    margin = np.where(inside, dist, -dist)
+    if not np.all(np.isfinite(margin)):
+        # the whole ROI lies inside the zone: the margin is at least the ROI reach
+        lower_bound = True
+        margin = np.where(np.isfinite(margin), margin, pad)
+    mesh = SurfaceMesh(tv, tf, margin)
+    area, normals = core.face_areas_normals(tv, tf)
+    total = float(area.sum())
+    fm = margin[tf].mean(axis=1)
+    below0 = float(area[fm < 0].sum()) / total
+    below_t = float(area[(fm >= 0) & (fm < threshold)].sum()) / total
+    k = int(np.argmin(margin))
+    vol_ml = core.mesh_volume(tv, tf) / 1000.0
+    resid_ml = vol_ml * _outside_fraction(tlev, zl)
+    unc = _uncertainty(tv[k], tv, tf, normals, area, les.grid, ablation)
+    patches = _deficit_patches(tv, tf, margin, area, normals, threshold)
+    lm = LesionMargin(
+        id=int(les.id),
+        min_margin_mm=float(margin[k]),
+        min_margin_point_lps=[float(v) for v in tv[k]],
+        min_margin_point_ras=[float(v) for v in geometry.lps_to_ras(tv[k])],
+        surface_fraction={
+            "below_zero": below0,
+            "below_threshold": below_t,
+            "at_or_above_threshold": max(0.0, 1.0 - below0 - below_t),
+        },
+        surface_area_mm2=total,
+        tumor_volume_ml=vol_ml,
+        residual_volume_ml=resid_ml,
+        uncertainty_mm=unc,
+        deficit_patches=patches,
+        surface=mesh,
+        margin_is_lower_bound=lower_bound,
+    )
+    return lm, roi
+
+
+def _union_box(a: geometry.IndexBox, b: geometry.IndexBox) -> geometry.IndexBox:
+    return geometry.IndexBox(
+        tuple(min(x, y) for x, y in zip(a.lo_zyx, b.lo_zyx, strict=True)),  # type: ignore[arg-type]
+        tuple(max(x, y) for x, y in zip(a.hi_zyx, b.hi_zyx, strict=True)),  # type: ignore[arg-type]
+    )
+
+
+def _covers(level: _Level, pts: F64) -> bool:
+    """True when every point lies within the level set's sampled lattice."""
+    f = level.lps_to_fine(pts)
+    shape = np.asarray(level.values.shape) - 1
+    return bool(np.all((f >= 0) & (f <= shape)))
+
+
+def _zone_surface(abl_arr: npt.NDArray[Any], ablation: sitk.Image,
+                  roi: geometry.IndexBox) -> tuple[_Level, F64, I64]:
+    sub = np.asarray(abl_arr[roi.slices]) != 0
+    zl = _mask_level(sub, ablation, roi.lo_zyx)
+    zv, zf = _mesh(zl, closed=False)
+    return zl, zv, zf
+
+
+def _outside_fraction(tlev: _Level, zl: _Level) -> float:
+    """Fraction of the tumour (fine level-set samples inside it) lying outside the zone."""
+    idx = np.argwhere(tlev.values > 0).astype(np.float64)
+    if len(idx) == 0:
+        return 0.0
+    pts = tlev.fine_to_lps(idx)
+    z = zl.sample(pts, -1.0)
+    return float(np.mean(z <= 0))
+
+
+def _grid_step_along(grid: sitk.Image, direction_lps: F64) -> float:
+    """Spacing (mm) of ``grid`` seen along a unit LPS direction: the extent of one voxel cell
+    projected on it, ``sum_j |d . e_j| s_j`` over the grid axes."""
+    d = geometry.direction_matrix(grid)
+    s = np.asarray(grid.GetSpacing(), np.float64)
+    return float(np.sum(np.abs(direction_lps @ d) * s))
+
+
+def _uncertainty(p: F64, tv: F64, tf: I64, normals: F64, area: F64, tgrid: sitk.Image,
+                 agrid: sitk.Image) -> float:
+    """95 % half-width (mm) of the MAM discretisation error at surface point ``p``.
+
+    Both surfaces are reconstructed from voxels; the error along the margin direction scales with
+    the voxel extent seen along that direction (largest along a thick-slice axis)."""
+    cen = tv[tf].mean(axis=1)
+    near = np.linalg.norm(cen - p, axis=1) < 2.0 * float(max(tgrid.GetSpacing()))
+    n = (normals[near] * area[near, None]).sum(axis=0) if near.any() else np.array([0, 0, 1.0])
+    n = n / max(float(np.linalg.norm(n)), 1e-12)
+    ht = _grid_step_along(tgrid, n)
+    ha = _grid_step_along(agrid, n)
+    return float(UNC_BASE + UNC_K * np.hypot(ht, ha))
+
+
+def _deficit_patches(v: F64, f: I64, margin: F64, area: F64, normals: F64,
+                     threshold: float) -> list[DeficitPatch]:
+    """Connected surface regions with face margin below ``threshold``, largest first."""
+    fm = margin[f].mean(axis=1)
+    ncomp, lab = core.face_components(f, fm < threshold, len(v))
+    out = []
+    cen_f = v[f].mean(axis=1)
+    for c in range(ncomp):
+        sel = lab == c
+        fa = area[sel]
+        a = float(fa.sum())
+        cen = (cen_f[sel] * fa[:, None]).sum(axis=0) / max(a, 1e-12)
+        d = (normals[sel] * fa[:, None]).sum(axis=0)
+        d = d / max(float(np.linalg.norm(d)), 1e-12)
+        verts = np.unique(f[sel])
+        kmin = verts[int(np.argmin(margin[verts]))]
+        out.append(DeficitPatch(
+            area_mm2=a,
+            min_margin_mm=float(margin[kmin]),
+            centroid_lps=[float(x) for x in cen],
+            outward_direction_lps=[float(x) for x in d],
+            min_margin_point_lps=[float(x) for x in v[kmin]],
+        ))
+    out.sort(key=lambda p: -p.area_mm2)
+    return out
+
+
+def _margin_map(ablation: sitk.Image, abl_arr: npt.NDArray[Any],
+                rois: list[geometry.IndexBox]) -> sitk.Image:
+    """Signed distance of the zone (mm, float32, positive inside) on the ablation grid, over the
+    union of the lesion ROIs (boundary half-way between voxel centres)."""
+    box = rois[0]
+    for r in rois[1:]:
+        box = _union_box(box, r)
+    sub = np.ascontiguousarray(np.asarray(abl_arr[box.slices]) != 0)
+    sd = core.signed_distance(sub, geometry.spacing_zyx(ablation))
+    sd = np.clip(sd, np.float32(-1e4), np.float32(1e4))
+    return geometry.array_to_image(sd, ablation, box)

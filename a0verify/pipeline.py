@@ -1,0 +1,352 @@
+"""Case orchestration: the functions behind ``a0verify run`` / ``a0verify margin`` (and Snakemake).
+
+Output-directory contract ("nothing lost"): every file is written atomically; ``report.json`` is
+written last and lists every output of the run. A new run into a directory that holds an earlier
+result first removes the earlier ``report.json`` (so a half-finished new run never looks finished)
+and the outputs it listed, then writes the new result: the directory never mixes two runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import SimpleITK as sitk
+
+from a0verify import SIGN_CONVENTION, __version__, geometry, verdict
+from a0verify.errors import InputError
+from a0verify.io import read_image, read_mask, sha256_of, write_image, write_json_atomic
+from a0verify.margin import MarginResult, compute_margin
+
+SCHEMA_VERSION = "1.0"
+Seed = tuple[float, float, float]
+
+
+@dataclass
+class CaseResult:
+    """What a run produced: the report dict (as written to report.json) and the output dir."""
+
+    report: dict[str, Any]
+    out_dir: Path
+    margin: MarginResult | None = field(default=None, repr=False)
+
+    @property
+    def verdict(self) -> str:
+        return str(self.report["verdict"])
+
+
+def prepare_output_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` (or check it is writable) and retire an earlier result in it.
+
+    Raises InputError when the directory cannot be created or written.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".a0verify-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{out}: output directory cannot be written ({exc.strerror})") from None
+    old = out / "report.json"
+    if old.exists():
+        try:
+            listed = json.loads(old.read_text()).get("outputs", {})
+        except (OSError, ValueError):
+            listed = {}
+        old.unlink()
+        for name in listed.values() if isinstance(listed, dict) else []:
+            p = out / str(name)
+            if p.parent == out and p.name != "report.json":
+                with contextlib.suppress(OSError):
+                    p.unlink()
+    return out
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("SimpleITK", "itk-elastix", "numpy", "numba", "scipy", "scikit-image", "pyvista",
+                "click"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _lesion_entries(margin: MarginResult, extra_uncertainty_mm: float) -> list[dict[str, Any]]:
+    lesions = []
+    for les in margin.lesions:
+        u = verdict.combine_uncertainty(les.uncertainty_mm, extra_uncertainty_mm)
+        v = verdict.classify(les.min_margin_mm, margin.threshold_mm, u)
+        d = les.to_dict()
+        d.update({"verdict": v.verdict, "verdict_reason": v.reason, "uncertainty_mm": u,
+                  "discretisation_uncertainty_mm": les.uncertainty_mm})
+        lesions.append(d)
+    return lesions
+
+
+def build_report(
+    margin: MarginResult,
+    *,
+    command: str,
+    inputs: dict[str, str | None],
+    parameters: dict[str, Any],
+    timings_s: dict[str, float],
+    warnings: Sequence[str] = (),
+    registration: dict[str, Any] | None = None,
+    registration_uncertainty_mm: float = 0.0,
+    outputs: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Assemble the report.json dictionary (DESIGN.md section 6)."""
+    lesions = _lesion_entries(margin, registration_uncertainty_mm)
+    worst = min(lesions, key=lambda d: d["min_margin_mm"])
+    case_verdict = verdict.worst(d["verdict"] for d in lesions)
+    warn = list(warnings)
+    if case_verdict == "indeterminate":
+        warn.append("verdict indeterminate: " + "; ".join(
+            f"lesion {d['id']}: {d['verdict_reason']}" for d in lesions
+            if d["verdict"] == "indeterminate"))
+    hashes = {k: (sha256_of(v) if v else None) for k, v in inputs.items()}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+        "verdict": case_verdict,
+        "threshold_mm": margin.threshold_mm,
+        "min_margin_mm": worst["min_margin_mm"],
+        "min_margin_lesion_id": worst["id"],
+        "min_margin_point_lps": worst["min_margin_point_lps"],
+        "min_margin_point_ras": worst["min_margin_point_ras"],
+        "uncertainty_mm": worst["uncertainty_mm"],
+        "lesions": lesions,
+        "warnings": warn,
+        "registration": registration,
+        "outputs": outputs or {},
+        "provenance": {
+            "a0verify_version": __version__,
+            "package_versions": _versions(),
+            "parameters": parameters,
+            "inputs": {k: v for k, v in inputs.items()},
+            "input_sha256": hashes,
+            "sign_convention": SIGN_CONVENTION,
+            "coordinate_system": "LPS mm (RAS given alongside where labelled)",
+            "timings_s": timings_s,
+        },
+    }
+
+
+def _write_common_outputs(out: Path, margin: MarginResult, tumor_post: sitk.Image | None,
+                          ablation: sitk.Image) -> dict[str, str]:
+    """Margin map, masks on the post grid and the surface mesh; returns {role: file name}."""
+    outputs: dict[str, str] = {}
+    from a0verify.margin import outputs as mout
+
+    if margin.margin_map is not None:
+        mout.write_margin_map(margin, out / "margin_map.nrrd")
+        outputs["margin_map"] = "margin_map.nrrd"
+    mout.write_surface_mesh(margin.lesions, out / "tumor_surface.vtp")
+    outputs["tumor_surface"] = "tumor_surface.vtp"
+    if tumor_post is not None:
+        write_image(tumor_post, out / "tumor_post.nrrd")
+        outputs["tumor_post"] = "tumor_post.nrrd"
+    write_image(sitk.Cast(ablation != 0, sitk.sitkUInt8), out / "ablation_post.nrrd")
+    outputs["ablation_post"] = "ablation_post.nrrd"
+    return outputs
+
+
+def _finish(out: Path, report: dict[str, Any], post: sitk.Image | None,
+            margin: MarginResult, tumor_post: sitk.Image | None, ablation: sitk.Image,
+            extra: dict[str, Any] | None = None) -> CaseResult:
+    """Write the HTML report and then report.json (last)."""
+    from a0verify.report import write_html_report
+
+    t0 = time.perf_counter()
+    html = write_html_report(report, out, post=post, margin=margin, tumor_post=tumor_post,
+                             ablation=ablation, extra=extra or {})
+    report["outputs"]["report_html"] = html.name
+    report["outputs"]["report_json"] = "report.json"
+    report["provenance"]["timings_s"]["report"] = time.perf_counter() - t0
+    write_json_atomic(out / "report.json", report)
+    return CaseResult(report=report, out_dir=out, margin=margin)
+
+
+def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
+                *, threshold_mm: float = 5.0) -> CaseResult:
+    """``a0verify margin``: masks already aligned in physical space (any grids).
+
+    The result is reported on the ablation mask's grid.
+    """
+    _check_threshold(threshold_mm)
+    out = prepare_output_dir(out_dir)
+    t0 = time.perf_counter()
+    tumor = read_mask(tumor_path, what="tumour mask")
+    ablation = read_mask(ablation_path, what="ablation mask")
+    t_read = time.perf_counter() - t0
+    tumor = _align(tumor, ablation, tumor_path, "tumour mask", reference_name="ablation mask")
+    margin = compute_margin(tumor, ablation, threshold_mm)
+    timings = {"read": t_read, **margin.timings_s}
+    outputs = _write_common_outputs(out, margin, None, ablation)
+    report = build_report(
+        margin, command="margin",
+        inputs={"tumor": str(tumor_path), "ablation": str(ablation_path)},
+        parameters={"threshold_mm": threshold_mm}, timings_s=timings, outputs=outputs,
+    )
+    return _finish(out, report, None, margin, tumor, ablation)
+
+
+def _check_threshold(threshold_mm: float) -> None:
+    if not (0.0 <= threshold_mm <= 50.0):
+        raise InputError(f"--threshold {threshold_mm} mm is outside 0-50 mm")
+
+
+def _align(mask: sitk.Image, reference: sitk.Image, path: str | Path, what: str,
+           reference_name: str) -> sitk.Image:
+    """Check a mask against a reference grid in physical space (resampling when needed)."""
+    try:
+        from a0verify.io.masks import align_mask
+    except ImportError:  # pragma: no cover - during development of io.masks
+        return mask
+    return align_mask(mask, reference, what=what, path=path)
+
+
+def run_case(
+    pre_path: str | Path,
+    post_path: str | Path,
+    out_dir: str | Path,
+    *,
+    tumor_path: str | Path | None = None,
+    ablation_path: str | Path | None = None,
+    ablation_seeds: Sequence[Seed] = (),
+    tumor_seeds: Sequence[Seed] = (),
+    liver_path: str | Path | None = None,
+    threshold_mm: float = 5.0,
+    registration_method: str = "deformable",
+    threads: int | None = None,
+) -> CaseResult:
+    """``a0verify run``: register pre onto post, carry the tumour over, margin, verdict, report.
+
+    The post CT is the fixed image; everything is reported on its grid (LPS mm).
+    Exactly one of ``tumor_path`` / ``tumor_seeds`` and of ``ablation_path`` / ``ablation_seeds``
+    must be given.
+    """
+    _check_threshold(threshold_mm)
+    if (tumor_path is None) == (not tumor_seeds):
+        raise InputError("give exactly one of --tumor MASK or --tumor-seed X,Y,Z")
+    if (ablation_path is None) == (not ablation_seeds):
+        raise InputError("give exactly one of --ablation MASK or --ablation-seed X,Y,Z")
+    out = prepare_output_dir(out_dir)
+    if threads:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    warnings: list[str] = []
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    pre = read_image(pre_path, what="pre-ablation CT")
+    post = read_image(post_path, what="post-ablation CT")
+    timings["read"] = time.perf_counter() - t0
+
+    seg_info: dict[str, Any] = {}
+    if tumor_path is not None:
+        tumor = _align(read_mask(tumor_path, what="tumour mask"), pre, tumor_path, "tumour mask",
+                       reference_name="pre-ablation CT")
+    else:
+        from a0verify.segmentation import segment_tumor
+
+        t0 = time.perf_counter()
+        segs = [segment_tumor(pre, s) for s in tumor_seeds]
+        tumor = _labels_from_masks([s.mask for s in segs])
+        warnings += [w for s in segs for w in s.warnings]
+        seg_info["tumor"] = {"method": segs[0].method, "seeds_lps": [list(s) for s in tumor_seeds],
+                             "stats": [s.stats for s in segs]}
+        timings["segment_tumor"] = time.perf_counter() - t0
+    if ablation_path is not None:
+        ablation = _align(read_mask(ablation_path, what="ablation mask"), post, ablation_path,
+                          "ablation mask", reference_name="post-ablation CT")
+    else:
+        from a0verify.segmentation import segment_ablation
+
+        t0 = time.perf_counter()
+        seg = segment_ablation(post, list(ablation_seeds))
+        ablation = seg.mask
+        warnings += seg.warnings
+        seg_info["ablation"] = {"method": seg.method, "seeds_lps": [list(s) for s in ablation_seeds],
+                                "stats": seg.stats}
+        timings["segment_ablation"] = time.perf_counter() - t0
+    focus = ablation
+    liver = None
+    if liver_path is not None:
+        liver = _align(read_mask(liver_path, what="liver mask"), post, liver_path, "liver mask",
+                       reference_name="post-ablation CT")
+
+    from a0verify import registration as reg_mod
+
+    t0 = time.perf_counter()
+    reg = reg_mod.register(post, pre, method=registration_method, focus_mask=focus,
+                           threads=threads, **({"liver_mask": liver} if liver is not None else {}))
+    timings["registration"] = time.perf_counter() - t0
+    warnings += reg.warnings
+
+    t0 = time.perf_counter()
+    tumor_in: Any
+    if hasattr(reg_mod, "tumor_levelsets_to_post"):
+        tumor_in = reg_mod.tumor_levelsets_to_post(tumor, post, reg.transform)
+    else:  # pragma: no cover
+        tumor_in = reg_mod.resample_tumor_to_post(tumor, post, reg.transform)
+    tumor_post = reg_mod.resample_tumor_to_post(tumor, post, reg.transform)
+    timings["transfer"] = time.perf_counter() - t0
+    if not any(sitk.GetArrayViewFromImage(tumor_post).ravel()):
+        raise InputError(f"{tumor_path or 'tumour'}: tumour falls outside the post-ablation CT "
+                         "after registration")
+    margin = compute_margin(tumor_in, ablation, threshold_mm)
+    timings.update(margin.timings_s)
+
+    outputs = _write_common_outputs(out, margin, tumor_post, ablation)
+    if hasattr(reg_mod, "write_registration_outputs"):
+        for role, p in reg_mod.write_registration_outputs(reg, out).items():
+            outputs[f"registration_{role}"] = Path(p).name
+    else:  # pragma: no cover
+        sitk.WriteTransform(reg.transform, str(out / "transform.tfm"))
+        outputs["transform"] = "transform.tfm"
+    registration = reg.to_dict()
+    registration["timings_s"] = reg.timings_s
+    report = build_report(
+        margin, command="run",
+        inputs={"pre": str(pre_path), "post": str(post_path),
+                "tumor": str(tumor_path) if tumor_path else None,
+                "ablation": str(ablation_path) if ablation_path else None,
+                "liver": str(liver_path) if liver_path else None},
+        parameters={"threshold_mm": threshold_mm, "registration": registration_method,
+                    "ablation_seeds_lps": [list(s) for s in ablation_seeds],
+                    "tumor_seeds_lps": [list(s) for s in tumor_seeds],
+                    "threads": threads},
+        timings_s=timings, warnings=warnings, registration=registration,
+        registration_uncertainty_mm=reg.uncertainty_mm, outputs=outputs,
+    )
+    if seg_info:
+        report["segmentation"] = seg_info
+    return _finish(out, report, post, margin, tumor_post, ablation,
+                   extra={"pre": pre, "registration": reg})
+
+
+def _labels_from_masks(masks: Sequence[sitk.Image]) -> sitk.Image:
+    """Combine binary masks on one grid into a label image (1, 2, ... in order; later wins)."""
+    out = sitk.Cast(masks[0] != 0, sitk.sitkUInt16)
+    for i, m in enumerate(masks[1:], start=2):
+        out = sitk.Mask(out, sitk.Cast(m == 0, sitk.sitkUInt8)) + sitk.Cast(m != 0,
+                                                                         sitk.sitkUInt16) * i
+    return out
+
+
+def lesion_point_summary(report: dict[str, Any]) -> str:
+    """One human line: verdict, MAM and where (LPS and RAS)."""
+    p = report["min_margin_point_lps"]
+    r = geometry.lps_to_ras(p)
+    return (f"verdict {report['verdict']}: minimal margin {report['min_margin_mm']:.1f} mm "
+            f"(± {report['uncertainty_mm']:.1f}) at LPS ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) / "
+            f"RAS ({r[0]:.1f}, {r[1]:.1f}, {r[2]:.1f}) mm, threshold {report['threshold_mm']:g} mm")

@@ -1,0 +1,57 @@
+"""Verdict per lesion and per case, with an uncertainty band.
+
+``A0``            MAM - u >= threshold                  (margin sufficient everywhere)
+``insufficient``  0 <= MAM + ... band entirely in [0, threshold)
+``incomplete``    MAM + u < 0                           (tumour outside the zone)
+``indeterminate`` the band [MAM - u, MAM + u] straddles 0 or the threshold
+
+where u is the combined 95 % half-width (mm) of discretisation and registration uncertainty.
+With u = 0 this reduces to the plain rule of DESIGN.md section 5. The case verdict is the worst
+lesion verdict in the order A0 < indeterminate < insufficient < incomplete.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+VERDICTS = ("A0", "indeterminate", "insufficient", "incomplete")
+_SEVERITY = {v: i for i, v in enumerate(VERDICTS)}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    reason: str
+
+
+def combine_uncertainty(*half_widths_mm: float) -> float:
+    """Independent 95 % half-widths combine in quadrature (mm)."""
+    return math.sqrt(sum(float(u) ** 2 for u in half_widths_mm))
+
+
+def classify(mam_mm: float, threshold_mm: float, uncertainty_mm: float = 0.0) -> Verdict:
+    """Classify one lesion from its minimal ablative margin (mm, positive = inside the zone)."""
+    u = max(0.0, float(uncertainty_mm))
+    lo, hi = mam_mm - u, mam_mm + u
+    if lo >= threshold_mm:
+        return Verdict("A0", f"minimal margin {mam_mm:.1f} mm >= {threshold_mm:g} mm")
+    if hi < 0:
+        return Verdict("incomplete", f"tumour extends {-mam_mm:.1f} mm beyond the ablation zone")
+    if lo >= 0 and hi < threshold_mm:
+        return Verdict("insufficient",
+                       f"minimal margin {mam_mm:.1f} mm < {threshold_mm:g} mm")
+    edge = "0 mm (complete coverage)" if lo < 0 <= hi else f"{threshold_mm:g} mm"
+    return Verdict(
+        "indeterminate",
+        f"minimal margin {mam_mm:.1f} ± {u:.1f} mm straddles {edge}",
+    )
+
+
+def worst(verdicts: Iterable[str]) -> str:
+    """Case verdict: the most severe lesion verdict."""
+    vs = list(verdicts)
+    if not vs:
+        raise ValueError("no lesion verdicts")
+    return max(vs, key=lambda v: _SEVERITY[v])

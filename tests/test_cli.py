@@ -1,0 +1,117 @@
+"""CLI contract: run and margin through click's CliRunner, exit codes, one-line errors, nothing
+written on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from click.testing import CliRunner
+
+from a0verify.cli import main
+
+REQUIRED = {"verdict", "threshold_mm", "min_margin_mm", "lesions", "uncertainty_mm", "warnings",
+            "provenance", "schema_version"}
+LESION_FIELDS = {"id", "verdict", "min_margin_mm", "min_margin_point_lps", "min_margin_point_ras",
+                 "surface_fraction", "tumor_volume_ml", "residual_volume_ml"}
+
+
+def _invoke(args: list[str]):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_help_lists_commands_and_exit_codes():
+    r = _invoke(["--help"])
+    assert r.exit_code == 0
+    for cmd in ("demo", "run", "margin", "phantom"):
+        assert cmd in r.output
+    assert "Exit codes" in r.output
+
+
+def test_run_rigid_on_phantom(small_case, tmp_path):
+    truth = json.loads(Path(small_case["truth"]).read_text())
+    out = tmp_path / "out"
+    r = _invoke(["run", "--pre", str(small_case["pre"]), "--post", str(small_case["post"]),
+                 "--tumor", str(small_case["tumor"]), "--ablation", str(small_case["ablation"]),
+                 "--out", str(out), "--registration", "rigid", "--threads", "2"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert REQUIRED <= rep.keys()
+    assert LESION_FIELDS <= rep["lesions"][0].keys()
+    assert rep["registration"]["method"] == "rigid"
+    assert abs(rep["min_margin_mm"] - truth["min_mam_mm"]) < 1.5
+    prov = rep["provenance"]
+    assert set(prov["input_sha256"]) >= {"pre", "post", "tumor", "ablation"}
+    assert "positive inside" in prov["sign_convention"]
+    assert prov["timings_s"]["margin"] > 0
+    assert (out / "report.html").exists()
+    assert "verdict" in r.output and "report:" in r.output
+    for name in rep["outputs"].values():
+        assert (out / name).exists(), name
+
+
+def test_margin_command_on_aligned_masks(tmp_path):
+    """Masks aligned in physical space on different grids: sphere r=8 in sphere R=14 (MAM 6)."""
+    from a0verify import geometry
+
+    def sphere(spacing, size, radius, direction=None):
+        img = geometry.make_grid(size, spacing, direction)
+        pts = geometry.voxel_centers_lps(img)
+        arr = (np.linalg.norm(pts - np.array([0.3, -0.2, 0.5]), axis=-1) <= radius)
+        return geometry.array_to_image(arr.astype(np.uint8), img)
+
+    t = sphere([0.7, 0.7, 1.0], [40, 40, 30], 8.0, geometry.rotation_matrix([10, 0, 20]))
+    a = sphere([0.8, 0.8, 1.5], [50, 50, 30], 14.0)
+    sitk.WriteImage(t, str(tmp_path / "t.nrrd"))
+    sitk.WriteImage(a, str(tmp_path / "a.nii.gz"))
+    r = _invoke(["margin", "--tumor", str(tmp_path / "t.nrrd"), "--ablation",
+                 str(tmp_path / "a.nii.gz"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["min_margin_mm"] == pytest.approx(6.0, abs=0.6)
+    assert rep["verdict"] in ("A0", "indeterminate")
+    r2 = _invoke(["margin", "--tumor", str(tmp_path / "t.nrrd"), "--ablation",
+                  str(tmp_path / "a.nii.gz"), "--out", str(tmp_path / "o2"), "--threshold", "10",
+                  "--fail-unless-a0", "-q"])
+    assert r2.exit_code == 1
+    assert json.loads((tmp_path / "o2" / "report.json").read_text())["verdict"] == "insufficient"
+
+
+def _assert_bad(result, out: Path, needle: str):
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    assert needle in lines[0]
+    assert not (out / "report.json").exists()
+
+
+def test_bad_inputs_exit_2_one_line_no_report(small_case, tmp_path):
+    out = tmp_path / "out"
+    base = ["run", "--pre", str(small_case["pre"]), "--post", str(small_case["post"]),
+            "--tumor", str(small_case["tumor"]), "--ablation", str(small_case["ablation"]),
+            "--out", str(out), "--registration", "none"]
+    # missing file
+    missing = str(tmp_path / "nope.nii.gz")
+    args = list(base)
+    args[args.index("--pre") + 1] = missing
+    _assert_bad(CliRunner().invoke(main, args), out, "nope.nii.gz")
+    # unreadable / non-image file
+    junk = tmp_path / "junk.nii.gz"
+    junk.write_bytes(b"this is not an image at all")
+    args = list(base)
+    args[args.index("--post") + 1] = str(junk)
+    _assert_bad(CliRunner().invoke(main, args), out, "junk.nii.gz")
+    # empty tumour mask
+    empty = sitk.ReadImage(str(small_case["tumor"])) * 0
+    sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
+    args = list(base)
+    args[args.index("--tumor") + 1] = str(tmp_path / "empty.nii.gz")
+    _assert_bad(CliRunner().invoke(main, args), out, "empty")
+    # empty ablation mask for margin
+    r = CliRunner().invoke(main, ["margin", "--tumor", str(small_case["tumor"]), "--ablation",
+                                  str(tmp_path / "empty.nii.gz"), "--out", str(out)])
+    _assert_bad(r, out, "empty")
