@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 
 from a0verify import SIGN_CONVENTION, __version__, geometry, verdict
 from a0verify.errors import InputError
-from a0verify.io import read_image, read_mask, sha256_of, write_image, write_json_atomic
+from a0verify.io import read_image, read_mask, sha256_of, write_json_atomic
 from a0verify.margin import MarginResult, compute_margin
 
 SCHEMA_VERSION = "1.0"
@@ -142,63 +143,105 @@ def build_report(
     }
 
 
-def _write_common_outputs(out: Path, margin: MarginResult, tumor_post: sitk.Image | None,
-                          ablation: sitk.Image) -> dict[str, str]:
-    """Margin map, masks on the post grid and the surface mesh; returns {role: file name}."""
-    outputs: dict[str, str] = {}
-    from a0verify.margin import outputs as mout
-
-    if margin.margin_map is not None:
-        mout.write_margin_map(margin, out / "margin_map.nrrd")
-        outputs["margin_map"] = "margin_map.nrrd"
-    mout.write_surface_mesh(margin.lesions, out / "tumor_surface.vtp")
-    outputs["tumor_surface"] = "tumor_surface.vtp"
-    if tumor_post is not None:
-        write_image(tumor_post, out / "tumor_post.nrrd")
-        outputs["tumor_post"] = "tumor_post.nrrd"
-    write_image(sitk.Cast(ablation != 0, sitk.sitkUInt8), out / "ablation_post.nrrd")
-    outputs["ablation_post"] = "ablation_post.nrrd"
-    return outputs
-
-
-def _finish(out: Path, report: dict[str, Any], post: sitk.Image | None,
-            margin: MarginResult, tumor_post: sitk.Image | None, ablation: sitk.Image,
-            extra: dict[str, Any] | None = None) -> CaseResult:
-    """Write the HTML report and then report.json (last)."""
-    from a0verify.report import write_html_report
+def _finish(out: Path, report: dict[str, Any], *, margin: MarginResult, ablation: sitk.Image,
+            tumor_post: sitk.Image | None, post: sitk.Image | None = None,
+            pre: sitk.Image | None = None, registration: Any = None) -> CaseResult:
+    """Write every artefact and the HTML report, then report.json (last)."""
+    from a0verify.report import write_case_outputs
 
     t0 = time.perf_counter()
-    html = write_html_report(report, out, post=post, margin=margin, tumor_post=tumor_post,
-                             ablation=ablation, extra=extra or {})
-    report["outputs"]["report_html"] = html.name
+    report["outputs"].update(write_case_outputs(
+        out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post, pre=pre,
+        registration=registration))
     report["outputs"]["report_json"] = "report.json"
-    report["provenance"]["timings_s"]["report"] = time.perf_counter() - t0
+    report["provenance"]["timings_s"]["outputs"] = time.perf_counter() - t0
     write_json_atomic(out / "report.json", report)
     return CaseResult(report=report, out_dir=out, margin=margin)
 
 
-def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
-                *, threshold_mm: float = 5.0) -> CaseResult:
-    """``a0verify margin``: masks already aligned in physical space (any grids).
+def carry_tumor(tumor: sitk.Image, reference: sitk.Image,
+                transform: sitk.Transform | None) -> tuple[Any, sitk.Image]:
+    """Tumour labels (any grid) onto ``reference``'s grid through ``transform`` (reference points
+    to tumour-grid points; identity when None).
 
-    The result is reported on the ablation mask's grid.
+    Returns (input for compute_margin: per-lesion level sets when the registration module
+    provides them, else labels; the tumour labels on the reference grid for display).
+    Raises InputError when the tumour falls outside the reference image.
+    """
+    from a0verify import registration as reg_mod
+
+    tx = transform if transform is not None else sitk.Transform(3, sitk.sitkIdentity)
+    tumor_post = reg_mod.resample_tumor_to_post(tumor, reference, tx)
+    if not np.any(sitk.GetArrayViewFromImage(tumor_post)):
+        raise InputError("tumour mask falls outside the post-ablation grid after transfer")
+    if transform is None:
+        return tumor, tumor_post
+    if hasattr(reg_mod, "tumor_levelsets_to_post"):
+        return reg_mod.tumor_levelsets_to_post(tumor, reference, tx), tumor_post
+    return tumor_post, tumor_post  # pragma: no cover - before level-set transfer exists
+
+
+def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
+                *, threshold_mm: float = 5.0, transform_path: str | Path | None = None,
+                registration_json: str | Path | None = None,
+                post_path: str | Path | None = None) -> CaseResult:
+    """``a0verify margin``: the margin of a tumour and an ablation zone in one physical space.
+
+    Without ``transform_path`` the masks must already be aligned in physical space (any grids).
+    With it, the tumour mask is on the pre grid and the transform (post points -> pre points, as
+    written by ``a0verify register``) carries it onto the ablation mask's grid; the registration
+    record (``registration_json``) adds its QA and uncertainty. ``post_path`` (optional) is only
+    used as the background of the report figures. The result is on the ablation mask's grid.
     """
     _check_threshold(threshold_mm)
     out = prepare_output_dir(out_dir)
     t0 = time.perf_counter()
     tumor = read_mask(tumor_path, what="tumour mask")
     ablation = read_mask(ablation_path, what="ablation mask")
-    t_read = time.perf_counter() - t0
-    tumor = _align(tumor, ablation, tumor_path, "tumour mask", reference_name="ablation mask")
-    margin = compute_margin(tumor, ablation, threshold_mm)
-    timings = {"read": t_read, **margin.timings_s}
-    outputs = _write_common_outputs(out, margin, None, ablation)
+    transform = _read_transform(transform_path) if transform_path else None
+    reg_record = _read_json(registration_json, "registration record") if registration_json else None
+    post = read_image(post_path, what="post-ablation CT") if post_path else None
+    timings = {"read": time.perf_counter() - t0}
+    if transform is None:
+        tumor = _align(tumor, ablation, tumor_path, "tumour mask", reference_name="ablation mask")
+    tumor_in, tumor_post = carry_tumor(tumor, ablation, transform)
+    margin = compute_margin(tumor_in, ablation, threshold_mm)
+    timings.update(margin.timings_s)
+    reg_unc = float(reg_record.get("uncertainty_mm", 0.0)) if reg_record else 0.0
     report = build_report(
         margin, command="margin",
-        inputs={"tumor": str(tumor_path), "ablation": str(ablation_path)},
-        parameters={"threshold_mm": threshold_mm}, timings_s=timings, outputs=outputs,
+        inputs={"tumor": str(tumor_path), "ablation": str(ablation_path),
+                "transform": str(transform_path) if transform_path else None,
+                "registration_json": str(registration_json) if registration_json else None,
+                "post": str(post_path) if post_path else None},
+        parameters={"threshold_mm": threshold_mm}, timings_s=timings,
+        warnings=list(reg_record.get("warnings", [])) if reg_record else [],
+        registration=reg_record, registration_uncertainty_mm=reg_unc,
     )
-    return _finish(out, report, None, margin, tumor, ablation)
+    return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post)
+
+
+def _read_transform(path: str | Path) -> sitk.Transform:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: transform file does not exist")
+    try:
+        return sitk.ReadTransform(str(p))
+    except RuntimeError:
+        raise InputError(f"{p}: cannot read transform (not an ITK transform file)") from None
+
+
+def _read_json(path: str | Path, what: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{p}: {what} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{p}: cannot read {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{p}: {what} is not a JSON object")
+    return data
 
 
 def _check_threshold(threshold_mm: float) -> None:
@@ -275,8 +318,8 @@ def run_case(
         seg = segment_ablation(post, list(ablation_seeds))
         ablation = seg.mask
         warnings += seg.warnings
-        seg_info["ablation"] = {"method": seg.method, "seeds_lps": [list(s) for s in ablation_seeds],
-                                "stats": seg.stats}
+        seg_info["ablation"] = {"method": seg.method, "stats": seg.stats,
+                                "seeds_lps": [list(s) for s in ablation_seeds]}
         timings["segment_ablation"] = time.perf_counter() - t0
     focus = ablation
     liver = None
@@ -293,26 +336,10 @@ def run_case(
     warnings += reg.warnings
 
     t0 = time.perf_counter()
-    tumor_in: Any
-    if hasattr(reg_mod, "tumor_levelsets_to_post"):
-        tumor_in = reg_mod.tumor_levelsets_to_post(tumor, post, reg.transform)
-    else:  # pragma: no cover
-        tumor_in = reg_mod.resample_tumor_to_post(tumor, post, reg.transform)
-    tumor_post = reg_mod.resample_tumor_to_post(tumor, post, reg.transform)
+    tumor_in, tumor_post = carry_tumor(tumor, post, reg.transform)
     timings["transfer"] = time.perf_counter() - t0
-    if not any(sitk.GetArrayViewFromImage(tumor_post).ravel()):
-        raise InputError(f"{tumor_path or 'tumour'}: tumour falls outside the post-ablation CT "
-                         "after registration")
     margin = compute_margin(tumor_in, ablation, threshold_mm)
     timings.update(margin.timings_s)
-
-    outputs = _write_common_outputs(out, margin, tumor_post, ablation)
-    if hasattr(reg_mod, "write_registration_outputs"):
-        for role, p in reg_mod.write_registration_outputs(reg, out).items():
-            outputs[f"registration_{role}"] = Path(p).name
-    else:  # pragma: no cover
-        sitk.WriteTransform(reg.transform, str(out / "transform.tfm"))
-        outputs["transform"] = "transform.tfm"
     registration = reg.to_dict()
     registration["timings_s"] = reg.timings_s
     report = build_report(
@@ -326,12 +353,12 @@ def run_case(
                     "tumor_seeds_lps": [list(s) for s in tumor_seeds],
                     "threads": threads},
         timings_s=timings, warnings=warnings, registration=registration,
-        registration_uncertainty_mm=reg.uncertainty_mm, outputs=outputs,
+        registration_uncertainty_mm=reg.uncertainty_mm,
     )
     if seg_info:
         report["segmentation"] = seg_info
-    return _finish(out, report, post, margin, tumor_post, ablation,
-                   extra={"pre": pre, "registration": reg})
+    return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post,
+                   post=post, pre=pre, registration=reg)
 
 
 def _labels_from_masks(masks: Sequence[sitk.Image]) -> sitk.Image:

@@ -73,22 +73,31 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
 @click.option("--ablation", "ablation", required=True, metavar="MASK", help="Ablation-zone mask.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output directory.")
+@click.option("--transform", "transform", metavar="TFM",
+              help="Transform from `a0verify register` (post points -> pre points); the tumour "
+                   "mask is then on the pre grid and is carried onto the ablation grid.")
+@click.option("--registration-json", "registration_json", metavar="JSON",
+              help="Registration record from `a0verify register` (QA, uncertainty).")
+@click.option("--post", "post", metavar="IMG", help="Post CT, only as the figures' background.")
 @_threshold_option
 @_fail_option
 @_quiet_option
-def margin(tumor: str, ablation: str, out: str, threshold_mm: float, fail_unless_a0: bool,
-           quiet: bool) -> None:
-    """Margin of masks already aligned in physical space (they may lie on different grids)."""
+def margin(tumor: str, ablation: str, out: str, transform: str | None,
+           registration_json: str | None, post: str | None, threshold_mm: float,
+           fail_unless_a0: bool, quiet: bool) -> None:
+    """Margin of a tumour and an ablation zone: masks aligned in physical space (any grids), or
+    a pre-grid tumour carried over with --transform."""
     from a0verify.pipeline import margin_case
 
-    res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm)
+    res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm, transform_path=transform,
+                      registration_json=registration_json, post_path=post)
     _summarise(res, quiet, fail_unless_a0)
 
 
 @click.command()
 @click.option("--out", "out", type=click.Path(file_okay=False), default="a0verify-demo",
               show_default=True, help="Output directory for the case and its report.")
-@click.option("--margin-mm", type=float, default=6.0, show_default=True,
+@click.option("--margin-mm", type=float, default=7.0, show_default=True,
               help="True minimal margin of the synthetic lesion.")
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
