@@ -37,7 +37,7 @@ F64 = npt.NDArray[np.float64]
 
 
 # --------------------------------------------------------------------------- analytic geometry
-def ellipsoid_sd(points: npt.ArrayLike, center: Sequence[float], axes: Sequence[float],
+def ellipsoid_sd(points: npt.ArrayLike, center: npt.ArrayLike, axes: npt.ArrayLike,
                  rotation: npt.ArrayLike | None = None) -> F64:
     """Exact signed distance (mm, positive inside) from points (N, 3) to an ellipsoid surface.
 

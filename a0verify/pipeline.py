@@ -331,7 +331,8 @@ def run_case(
 
     t0 = time.perf_counter()
     reg = reg_mod.register(post, pre, method=registration_method, focus_mask=focus,
-                           threads=threads, **({"liver_mask": liver} if liver is not None else {}))
+                           threads=threads, liver_mask=liver,
+                           moving_exclude_mask=sitk.Cast(tumor != 0, sitk.sitkUInt8))
     timings["registration"] = time.perf_counter() - t0
     warnings += reg.warnings
 

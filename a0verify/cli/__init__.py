@@ -10,6 +10,7 @@ Exit codes: see :mod:`a0verify.errors` (0 ran, 1 not A0 with ``--fail-unless-a0`
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import traceback

@@ -15,7 +15,7 @@ class SeedType(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> tuple[float, float, float]:
         if isinstance(value, tuple):
-            return value  # type: ignore[return-value]
+            return value
         parts = str(value).replace(" ", "").split(",")
         try:
             vals = tuple(float(p) for p in parts)
@@ -23,7 +23,7 @@ class SeedType(click.ParamType):
             self.fail(f"{value!r} is not three numbers X,Y,Z (LPS mm)", param, ctx)
         if len(vals) != 3 or not all(abs(v) < 1e6 for v in vals):
             self.fail(f"{value!r} is not three finite numbers X,Y,Z (LPS mm)", param, ctx)
-        return vals  # type: ignore[return-value]
+        return (vals[0], vals[1], vals[2])
 
 
 SEED = SeedType()
