@@ -1,12 +1,31 @@
-# a0verify batch workflow: thin entry point. Stage logic lives in the a0verify package; rules call
-# its CLI. Run: snakemake --cores 2   (or: a0verify batch CASES.tsv --out DIR)
-configfile: "pipelines/config/config.yaml"
+# a0verify cohort workflow: thin entry point. Stage logic lives in the a0verify package and every
+# rule calls its command line. Run:  snakemake --cores 2 [--profile pipelines/profiles/local]
+# or, without knowing Snakemake:     a0verify batch CASES.tsv --out DIR
+# Config: pipelines/config/config.yaml (schema pipelines/schemas/config.schema.yaml); sample
+# sheet columns: pipelines/schemas/samples.schema.yaml.
+import os
+
+
+configfile: os.path.join(workflow.basedir, "pipelines", "config", "config.yaml")
 
 
 include: "pipelines/rules/common.smk"
-include: "pipelines/rules/case.smk"
+
+
+if PIPELINE == "stages":
+
+    include: "pipelines/rules/stages.smk"
+
+else:
+
+    include: "pipelines/rules/run.smk"
+
+
+include: "pipelines/rules/summary.smk"
 
 
 rule all:
     input:
-        expand(f"{OUT}/{{case}}/report.json", case=CASES.index),
+        f"{OUT}/summary.tsv",
+        f"{OUT}/summary.html",
+    default_target: True

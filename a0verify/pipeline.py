@@ -21,7 +21,14 @@ import SimpleITK as sitk
 
 from a0verify import SIGN_CONVENTION, __version__, geometry, verdict
 from a0verify.errors import InputError
-from a0verify.io import read_image, read_mask, sha256_of, write_json_atomic
+from a0verify.io import (
+    check_seed_inside,
+    ensure_output_dir,
+    read_image,
+    read_mask,
+    sha256_of,
+    write_json_atomic,
+)
 from a0verify.margin import MarginResult, compute_margin
 
 SCHEMA_VERSION = "1.0"
@@ -41,32 +48,23 @@ class CaseResult:
         return str(self.report["verdict"])
 
 
-def prepare_output_dir(out_dir: str | Path) -> Path:
-    """Create ``out_dir`` (or check it is writable) and retire an earlier result in it.
-
-    Raises InputError when the directory cannot be created or written.
-    """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".a0verify-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"{out}: output directory cannot be written ({exc.strerror})") from None
+def retire_previous_result(out: Path) -> None:
+    """Remove an earlier result from ``out``: its report.json first (so nothing looks finished),
+    then the outputs that report listed. Called only once the new run has its results in hand,
+    so a run that fails on bad input leaves an earlier result untouched."""
     old = out / "report.json"
-    if old.exists():
-        try:
-            listed = json.loads(old.read_text()).get("outputs", {})
-        except (OSError, ValueError):
-            listed = {}
-        old.unlink()
-        for name in listed.values() if isinstance(listed, dict) else []:
-            p = out / str(name)
-            if p.parent == out and p.name != "report.json":
-                with contextlib.suppress(OSError):
-                    p.unlink()
-    return out
+    if not old.exists():
+        return
+    try:
+        listed = json.loads(old.read_text()).get("outputs", {})
+    except (OSError, ValueError):
+        listed = {}
+    old.unlink()
+    for name in listed.values() if isinstance(listed, dict) else []:
+        p = out / str(name)
+        if p.parent == out and p.name != "report.json":
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def _versions() -> dict[str, str]:
@@ -150,6 +148,7 @@ def _finish(out: Path, report: dict[str, Any], *, margin: MarginResult, ablation
     from a0verify.report import write_case_outputs
 
     t0 = time.perf_counter()
+    retire_previous_result(out)
     report["outputs"].update(write_case_outputs(
         out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post, pre=pre,
         registration=registration))
@@ -194,16 +193,20 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
     used as the background of the report figures. The result is on the ablation mask's grid.
     """
     _check_threshold(threshold_mm)
-    out = prepare_output_dir(out_dir)
+    out = ensure_output_dir(out_dir)
+    warnings: list[str] = []
     t0 = time.perf_counter()
-    tumor = read_mask(tumor_path, what="tumour mask")
-    ablation = read_mask(ablation_path, what="ablation mask")
+    ablation = read_mask(ablation_path, what="ablation mask", warnings=warnings)
     transform = _read_transform(transform_path) if transform_path else None
+    # Without a transform the masks must share physical space: check, resample onto the
+    # ablation grid when needed, refuse when they do not overlap.
+    tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings,
+                      reference=None if transform is not None else ablation)
     reg_record = _read_json(registration_json, "registration record") if registration_json else None
-    post = read_image(post_path, what="post-ablation CT") if post_path else None
+    post = read_image(post_path, what="post-ablation CT", warnings=warnings) if post_path else None
     timings = {"read": time.perf_counter() - t0}
-    if transform is None:
-        tumor = _align(tumor, ablation, tumor_path, "tumour mask", reference_name="ablation mask")
+    if reg_record:
+        warnings += [str(w) for w in reg_record.get("warnings", [])]
     tumor_in, tumor_post = carry_tumor(tumor, ablation, transform)
     margin = compute_margin(tumor_in, ablation, threshold_mm)
     timings.update(margin.timings_s)
@@ -215,8 +218,7 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
                 "registration_json": str(registration_json) if registration_json else None,
                 "post": str(post_path) if post_path else None},
         parameters={"threshold_mm": threshold_mm}, timings_s=timings,
-        warnings=list(reg_record.get("warnings", [])) if reg_record else [],
-        registration=reg_record, registration_uncertainty_mm=reg_unc,
+        warnings=warnings, registration=reg_record, registration_uncertainty_mm=reg_unc,
     )
     return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post)
 
@@ -249,16 +251,6 @@ def _check_threshold(threshold_mm: float) -> None:
         raise InputError(f"--threshold {threshold_mm} mm is outside 0-50 mm")
 
 
-def _align(mask: sitk.Image, reference: sitk.Image, path: str | Path, what: str,
-           reference_name: str) -> sitk.Image:
-    """Check a mask against a reference grid in physical space (resampling when needed)."""
-    try:
-        from a0verify.io.masks import align_mask
-    except ImportError:  # pragma: no cover - during development of io.masks
-        return mask
-    return align_mask(mask, reference, what=what, path=path)
-
-
 def run_case(
     pre_path: str | Path,
     post_path: str | Path,
@@ -272,6 +264,8 @@ def run_case(
     threshold_mm: float = 5.0,
     registration_method: str = "deformable",
     threads: int | None = None,
+    pre_series: str | None = None,
+    post_series: str | None = None,
 ) -> CaseResult:
     """``a0verify run``: register pre onto post, carry the tumour over, margin, verdict, report.
 
@@ -284,20 +278,24 @@ def run_case(
         raise InputError("give exactly one of --tumor MASK or --tumor-seed X,Y,Z")
     if (ablation_path is None) == (not ablation_seeds):
         raise InputError("give exactly one of --ablation MASK or --ablation-seed X,Y,Z")
-    out = prepare_output_dir(out_dir)
+    out = ensure_output_dir(out_dir)
     if threads:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     warnings: list[str] = []
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    pre = read_image(pre_path, what="pre-ablation CT")
-    post = read_image(post_path, what="post-ablation CT")
+    pre = read_image(pre_path, what="pre-ablation CT", series_uid=pre_series, warnings=warnings)
+    post = read_image(post_path, what="post-ablation CT", series_uid=post_series,
+                      warnings=warnings)
     timings["read"] = time.perf_counter() - t0
+    for s in tumor_seeds:
+        check_seed_inside(pre, s, f"{pre_path} (tumour seed)")
+    for s in ablation_seeds:
+        check_seed_inside(post, s, f"{post_path} (ablation seed)")
 
     seg_info: dict[str, Any] = {}
     if tumor_path is not None:
-        tumor = _align(read_mask(tumor_path, what="tumour mask"), pre, tumor_path, "tumour mask",
-                       reference_name="pre-ablation CT")
+        tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings, reference=pre)
     else:
         from a0verify.segmentation import segment_tumor
 
@@ -309,8 +307,8 @@ def run_case(
                              "stats": [s.stats for s in segs]}
         timings["segment_tumor"] = time.perf_counter() - t0
     if ablation_path is not None:
-        ablation = _align(read_mask(ablation_path, what="ablation mask"), post, ablation_path,
-                          "ablation mask", reference_name="post-ablation CT")
+        ablation = read_mask(ablation_path, what="ablation mask", warnings=warnings,
+                             reference=post)
     else:
         from a0verify.segmentation import segment_ablation
 
@@ -324,8 +322,7 @@ def run_case(
     focus = ablation
     liver = None
     if liver_path is not None:
-        liver = _align(read_mask(liver_path, what="liver mask"), post, liver_path, "liver mask",
-                       reference_name="post-ablation CT")
+        liver = read_mask(liver_path, what="liver mask", warnings=warnings, reference=post)
 
     from a0verify import registration as reg_mod
 
@@ -352,6 +349,7 @@ def run_case(
         parameters={"threshold_mm": threshold_mm, "registration": registration_method,
                     "ablation_seeds_lps": [list(s) for s in ablation_seeds],
                     "tumor_seeds_lps": [list(s) for s in tumor_seeds],
+                    "pre_series": pre_series, "post_series": post_series,
                     "threads": threads},
         timings_s=timings, warnings=warnings, registration=registration,
         registration_uncertainty_mm=reg.uncertainty_mm,

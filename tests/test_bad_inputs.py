@@ -223,7 +223,8 @@ def test_mask_outside_image(tmp_path: Path) -> None:
 def test_seed_inside_and_outside() -> None:
     img = geometry.make_grid((20, 20, 10), (1.0, 1.0, 2.5), geometry.rotation_matrix((0, 0, 30)),
                              (5.0, 5.0, 5.0))
-    assert check_seed_inside(img, (5.0, 5.0, 5.0), "post.nii.gz") == (10, 10, 5)
+    centre = geometry.index_to_lps(img, np.array([10.2, 3.0, 4.9]))
+    assert check_seed_inside(img, centre, "post.nii.gz") == (10, 3, 5)
     corner = geometry.index_to_lps(img, np.array([-0.4, 19.4, 9.4]))
     assert check_seed_inside(img, corner, "post.nii.gz") == (0, 19, 9)
     just_out = geometry.index_to_lps(img, np.array([-0.6, 3, 3]))
@@ -343,9 +344,6 @@ def test_cli_unwritable_output_dir(case_files: dict[str, Path], tmp_path: Path) 
     _check_cli(r, out, str(out))
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.run_case does not name the post CT file in the "
-                   "seed error yet (fix proposed in the issue-8 report: call "
-                   "a0verify.io.check_seed_inside(post, seed, str(post_path)) first)")
 def test_cli_seed_outside_image(case_files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = _run_args(case_files, out, ablation="")
@@ -353,3 +351,25 @@ def test_cli_seed_outside_image(case_files: dict[str, Path], tmp_path: Path) -> 
     r = CliRunner().invoke(main, args)
     line = _check_cli(r, out, str(case_files["post"]))
     assert re.search(r"seed .*outside", line)
+
+
+@pytest.mark.slow
+def test_cli_reader_warnings_reach_the_report(case_files: dict[str, Path], tmp_path: Path
+                                              ) -> None:
+    """A tumour mask stored on another grid (y axis flipped, as TotalSegmentator's) is resampled
+    onto the pre CT, and the report says so."""
+    import json
+
+    t = sitk.ReadImage(str(case_files["tumor"]))
+    arr = sitk.GetArrayFromImage(t)[:, ::-1, :]
+    flipped = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    d = geometry.direction_matrix(t) @ np.diag([1.0, -1.0, 1.0])
+    flipped.SetDirection(d.ravel().tolist())
+    flipped.SetSpacing(t.GetSpacing())
+    flipped.SetOrigin(geometry.index_to_lps(t, [0, t.GetSize()[1] - 1, 0]).tolist())
+    f = _write(flipped, tmp_path / "tumour_flipped.nii.gz")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, [*_run_args(case_files, out, tumor=str(f)), "-q"])
+    assert r.exit_code == 0, r.stderr
+    rep = json.loads((out / "report.json").read_text())
+    assert any("tumour_flipped.nii.gz" in w and "resampled" in w for w in rep["warnings"])

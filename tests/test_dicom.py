@@ -286,14 +286,14 @@ def _series_from_single_slice(src: Path, folder: Path, n: int, step: float) -> N
     uid = generate_uid()
     for k in range(n):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # bad_sequence.dcm has a non-conformant UID
+            warnings.simplefilter("ignore")  # bad_sequence.dcm has non-conformant UIDs
             ds = pydicom.dcmread(src)
-        pos = [float(v) for v in ds.ImagePositionPatient]
-        ds.ImagePositionPatient = [pos[0], pos[1], pos[2] + step * k]
-        ds.SeriesInstanceUID = uid
-        ds.SOPInstanceUID = generate_uid()
-        ds.InstanceNumber = k + 1
-        ds.save_as(str(folder / f"{k:02d}.dcm"))
+            pos = [float(v) for v in ds.ImagePositionPatient]
+            ds.ImagePositionPatient = [pos[0], pos[1], pos[2] + step * k]
+            ds.SeriesInstanceUID = uid
+            ds.SOPInstanceUID = generate_uid()
+            ds.InstanceNumber = k + 1
+            ds.save_as(str(folder / f"{k:02d}.dcm"))
 
 
 def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:

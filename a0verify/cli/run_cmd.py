@@ -47,6 +47,10 @@ def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
 @click.option("--ablation-seed", "ablation_seeds", type=SEED, multiple=True,
               help="Ablation-zone seed X,Y,Z in LPS mm on the post CT (repeatable).")
 @click.option("--liver", "liver", metavar="MASK", help="Optional liver mask on the post CT.")
+@click.option("--pre-series", "pre_series", metavar="UID",
+              help="SeriesInstanceUID to use when --pre is a DICOM directory with several series.")
+@click.option("--post-series", "post_series", metavar="UID",
+              help="SeriesInstanceUID to use when --post is a DICOM directory.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output directory (an earlier result in it is replaced as a whole).")
 @_threshold_option
@@ -56,7 +60,8 @@ def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
 @_fail_option
 @_quiet_option
 def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: str | None,
-        ablation_seeds: tuple, liver: str | None, out: str, threshold_mm: float,
+        ablation_seeds: tuple, liver: str | None, pre_series: str | None,
+        post_series: str | None, out: str, threshold_mm: float,
         registration: str, threads: int | None, fail_unless_a0: bool, quiet: bool) -> None:
     """Register PRE onto POST, carry the tumour over, compute the margin, verdict and report."""
     from a0verify.pipeline import run_case
@@ -64,7 +69,8 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
     res = run_case(pre, post, out, tumor_path=tumor, ablation_path=ablation,
                    ablation_seeds=list(ablation_seeds), tumor_seeds=list(tumor_seeds),
                    liver_path=liver, threshold_mm=threshold_mm,
-                   registration_method=registration, threads=threads)
+                   registration_method=registration, threads=threads,
+                   pre_series=pre_series, post_series=post_series)
     _summarise(res, quiet, fail_unless_a0)
 
 

@@ -313,7 +313,29 @@ def _normal_coords(planes: list[Plane]) -> FloatArray:
 
 
 def _read_plane_pixels(planes: list[Plane], path: Path) -> npt.NDArray[Any]:
-    """Decode the planes (SimpleITK/GDCM), returning a (k, rows, cols) array in plane order."""
+    """Decode the planes (SimpleITK/GDCM), returning a (k, rows, cols) array in plane order.
+
+    Single-frame files are read in one ImageSeriesReader pass (about twice as fast); on failure
+    the files are read one by one so that the error names the broken file.
+    """
+    from a0verify.io.rawcheck import native_stderr_captured
+
+    files = [pl.path for pl in planes]
+    if all(pl.frame == 0 for pl in planes) and len(set(files)) == len(files):
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames([str(f) for f in files])
+        try:
+            with native_stderr_captured():  # ITK warns about spacing we handle ourselves
+                arr = sitk.GetArrayFromImage(reader.Execute())
+            if arr.ndim == 3 and arr.shape[0] == len(planes):
+                return arr
+        except RuntimeError:
+            pass
+    with native_stderr_captured():
+        return _read_planes_one_by_one(planes, path)
+
+
+def _read_planes_one_by_one(planes: list[Plane], path: Path) -> npt.NDArray[Any]:
     cache: dict[Path, npt.NDArray[Any]] = {}
     out: list[npt.NDArray[Any]] = []
     for pl in planes:

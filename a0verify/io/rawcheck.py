@@ -17,8 +17,8 @@ import sys
 import tempfile
 import zlib
 from collections.abc import Iterator
-from typing import IO, cast
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 

@@ -47,6 +47,13 @@ SAFETY_MM = 6.0
 #: margin direction.
 UNC_BASE = 0.05
 UNC_K = 0.2
+#: MAM refinement by local quadric patches (see :func:`_refine_mam`).
+REFINE_RADIUS_MIN_MM = 3.5
+REFINE_RADIUS_VOXELS = 3.0
+REFINE_CANDIDATE_MM = 0.6
+REFINE_MAX_CANDIDATES = 2
+REFINE_MAX_SHIFT_MM = 1.0
+REFINE_STEP_MM = 1.0
 
 
 @dataclass
@@ -131,6 +138,18 @@ class _Level:
     lo_zyx: F64  # crop origin (array index of the parent grid)
     grid: sitk.Image  # parent grid (geometry only)
     spacing_fine: F64  # mm, permuted order
+    mask: npt.NDArray[np.bool_] | None = None  # binary crop (z, y, x) it was built from
+    distance: npt.NDArray[np.float32] | None = None  # signed distance on the fine grid (mm)
+    _bnd: tuple[F64, npt.NDArray[np.bool_]] | None = None
+
+    def boundary_lps(self) -> tuple[F64, npt.NDArray[np.bool_]]:
+        """LPS centres of the crop's boundary voxels (both classes) and their class."""
+        if self._bnd is None:
+            assert self.mask is not None
+            idx = core.boundary_points(self.mask)
+            pts = geometry.zyx_index_to_lps(self.grid, idx.astype(np.float64) + self.lo_zyx)
+            self._bnd = (pts, self.mask[idx[:, 0], idx[:, 1], idx[:, 2]])
+        return self._bnd
 
     def fine_to_lps(self, fidx: F64) -> F64:
         pidx = np.asarray(fidx, np.float64).copy()
@@ -165,7 +184,7 @@ def _mask_level(mask: npt.NDArray[np.bool_], grid: sitk.Image, lo_zyx: npt.Array
     up = max(2, int(np.ceil(sp_p[0] / sp_p[1:].min() - 1e-6)))
     m = np.ascontiguousarray(np.transpose(mask, perm))
     lev, sp_f = core.shape_based_level(m, sp_p, up)
-    return _Level(lev, perm, up, np.asarray(lo_zyx, np.float64), grid, sp_f)
+    return _Level(lev, perm, up, np.asarray(lo_zyx, np.float64), grid, sp_f, mask=mask)
 
 
 def _image_level(values: npt.NDArray[np.float32], grid: sitk.Image,
@@ -193,8 +212,9 @@ def _mesh(level: _Level, closed: bool) -> tuple[F64, I64]:
     verts_lps = level.fine_to_lps(verts)
     # Orientation: make normals point out of the shape (down the level's gradient) in LPS,
     # whatever the handedness of the grid / permutation.
-    _, nrm = core.face_areas_normals(verts_lps, faces)
-    cen = verts_lps[faces].mean(axis=1)
+    sub = faces[:: max(1, len(faces) // 512)]
+    _, nrm = core.face_areas_normals(verts_lps, sub)
+    cen = verts_lps[sub].mean(axis=1)
     step = 0.25 * float(level.spacing_fine.min())
     out_val = level.sample(cen + step * nrm, np.nan)
     in_val = level.sample(cen - step * nrm, np.nan)
@@ -330,7 +350,7 @@ def compute_margin(
         inputs = _levelset_lesions(tumor)
     timings: dict[str, float] = {"margin_inputs": time.perf_counter() - t0}
     lesions: list[LesionMargin] = []
-    rois: list[geometry.IndexBox] = []
+    rois: list[tuple[geometry.IndexBox, npt.NDArray[np.float32]]] = []
     for les in inputs:
         lm, roi = _one_lesion(les, ablation, abl_arr, abl_box, float(threshold_mm))
         lesions.append(lm)
@@ -346,7 +366,8 @@ def compute_margin(
 
 def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any],
                 abl_box: tuple[tuple[int, int, int], tuple[int, int, int]],
-                threshold: float) -> tuple[LesionMargin, geometry.IndexBox]:
+                threshold: float
+                ) -> tuple[LesionMargin, tuple[geometry.IndexBox, npt.NDArray[np.float32]]]:
     # --- tumour surface
     if les.mask is not None:
         tlev = _mask_level(les.mask, les.grid, les.lo_zyx)
@@ -363,21 +384,22 @@ def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[An
         raise InputError(
             f"tumour lesion {les.id} lies outside the ablation mask's field of view"
         )
-    zl, zv, zf = _zone_surface(abl_arr, ablation, roi)
+    zl = _zone_level(abl_arr, ablation, roi)
     lower_bound = False
-    if len(zf) == 0 or not _covers(zl, tv):
+    if not _has_surface(zl) or not _covers(zl, tv):
         # no zone boundary near the tumour: widen the ROI to the whole zone (+ the tumour)
         zb = geometry.IndexBox(abl_box[0], abl_box[1])
         roi = _union_box(_union_box(roi, zb), geometry.roi_box_around_lps(ablation, tv, 2.0))
         roi = _pad_box(roi.lo_zyx, roi.hi_zyx, abl_arr.shape, 2)
-        zl, zv, zf = _zone_surface(abl_arr, ablation, roi)
-    dist = core.mesh_distance(tv, zv, zf) if len(zf) else np.full(len(tv), np.inf)
-    inside = zl.sample(tv, -1.0) > 0
-    margin = np.where(inside, dist, -dist)
-    if not np.all(np.isfinite(margin)):
+        zl = _zone_level(abl_arr, ablation, roi)
+    # per-vertex margin: exact EDT of the refined zone level set (boundary half-way between the
+    # fine samples), trilinear at the vertices; the MAM itself is refined below.
+    assert zl.distance is not None
+    margin = core.trilinear(zl.distance, np.ascontiguousarray(zl.lps_to_fine(tv)), -np.inf)
+    if np.any(np.isinf(margin) & (margin > 0)):
         # the whole ROI lies inside the zone: the margin is at least the ROI reach
         lower_bound = True
-        margin = np.where(np.isfinite(margin), margin, pad)
+    margin = np.clip(margin, -1e4, pad)
     mesh = SurfaceMesh(tv, tf, margin)
     area, normals = core.face_areas_normals(tv, tf)
     total = float(area.sum())
@@ -387,13 +409,18 @@ def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[An
     k = int(np.argmin(margin))
     vol_ml = core.mesh_volume(tv, tf) / 1000.0
     resid_ml = vol_ml * _outside_fraction(tlev, zl)
-    unc = _uncertainty(tv[k], tv, tf, normals, area, les.grid, ablation)
+    mam, mam_pt, unc = float(margin[k]), tv[k], _uncertainty(tv[k], tv, tf, normals, area,
+                                                            les.grid, ablation)
+    if not lower_bound:
+        ref = _refine_mam(tv, tf, normals, area, margin, tlev, zl, vol_ml)
+        if ref is not None:
+            mam, mam_pt, unc = ref
     patches = _deficit_patches(tv, tf, margin, area, normals, threshold)
     lm = LesionMargin(
         id=int(les.id),
-        min_margin_mm=float(margin[k]),
-        min_margin_point_lps=[float(v) for v in tv[k]],
-        min_margin_point_ras=[float(v) for v in geometry.lps_to_ras(tv[k])],
+        min_margin_mm=float(mam),
+        min_margin_point_lps=[float(v) for v in mam_pt],
+        min_margin_point_ras=[float(v) for v in geometry.lps_to_ras(mam_pt)],
         surface_fraction={
             "below_zero": below0,
             "below_threshold": below_t,
@@ -407,7 +434,7 @@ def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[An
         surface=mesh,
         margin_is_lower_bound=lower_bound,
     )
-    return lm, roi
+    return lm, (roi, _native_distance(zl))
 
 
 def _union_box(a: geometry.IndexBox, b: geometry.IndexBox) -> geometry.IndexBox:
@@ -424,17 +451,24 @@ def _covers(level: _Level, pts: F64) -> bool:
     return bool(np.all((f >= 0) & (f <= shape)))
 
 
-def _zone_surface(abl_arr: npt.NDArray[Any], ablation: sitk.Image,
-                  roi: geometry.IndexBox) -> tuple[_Level, F64, I64]:
+def _zone_level(abl_arr: npt.NDArray[Any], ablation: sitk.Image,
+                roi: geometry.IndexBox) -> _Level:
+    """Refined level set of the zone inside ``roi`` with its exact signed distance (mm)."""
     sub = np.asarray(abl_arr[roi.slices]) != 0
     zl = _mask_level(sub, ablation, roi.lo_zyx)
-    zv, zf = _mesh(zl, closed=False)
-    return zl, zv, zf
+    zl.distance = core.signed_distance(zl.values > 0, zl.spacing_fine)
+    return zl
+
+
+def _has_surface(level: _Level) -> bool:
+    v = level.values
+    return bool(v.max() > 0 > v.min())
 
 
 def _outside_fraction(tlev: _Level, zl: _Level) -> float:
     """Fraction of the tumour (fine level-set samples inside it) lying outside the zone."""
     idx = np.argwhere(tlev.values > 0).astype(np.float64)
+    idx = idx[:: max(1, len(idx) // 20000)]  # an even subsample is plenty for a fraction
     if len(idx) == 0:
         return 0.0
     pts = tlev.fine_to_lps(idx)
@@ -465,6 +499,141 @@ def _uncertainty(p: F64, tv: F64, tf: I64, normals: F64, area: F64, tgrid: sitk.
     return float(UNC_BASE + UNC_K * np.hypot(ht, ha))
 
 
+def _vertex_normals(tv: F64, tf: I64, normals: F64, area: F64) -> F64:
+    acc = np.zeros_like(tv)
+    for j in range(3):
+        np.add.at(acc, tf[:, j], normals * area[:, None])
+    return acc / np.maximum(np.linalg.norm(acc, axis=1), 1e-12)[:, None]
+
+
+def _patch_radius(level: _Level, cap: float) -> float:
+    h = float(max(level.grid.GetSpacing()))
+    return float(min(max(REFINE_RADIUS_MIN_MM, REFINE_RADIUS_VOXELS * h), cap))
+
+
+def _fit_level_patch(level: _Level, centre: F64, origin: F64, frame: F64, radius: float,
+                     mesh: tuple[F64, I64] | None) -> tuple[F64, float, float] | None:
+    """Quadric patch of ``level``'s surface near ``centre`` in ``frame`` at ``origin``:
+    separating quadric of the voxel data for masks, least squares on the mesh for level sets."""
+    if level.mask is not None:
+        pts, cls = level.boundary_lps()
+        sel = np.sum((pts - centre) ** 2, axis=1) <= radius * radius
+        if sel.sum() < 20:
+            return None
+        return core.fit_quadric_patch(pts[sel], cls[sel], origin, frame)
+    if mesh is None:
+        return None
+    v = mesh[0]
+    sel = np.sum((v - centre) ** 2, axis=1) <= radius * radius
+    if sel.sum() < 20:
+        return None
+    q = (v[sel] - origin) @ frame.T
+    phi = core.quadric_features(q)
+    c, *_ = np.linalg.lstsq(phi, q[:, 2], rcond=None)
+    res = float(np.abs(phi @ c - q[:, 2]).max())
+    return c, res, 0.0
+
+
+def _smooth_argmin(tv: F64, vn: F64, margin: F64, i: int, radius: float) -> int:
+    """Vertex nearest to the minimum of a quadratic fitted to the mesh margins around vertex
+    ``i`` (the mesh margins are noisy at the voxel scale; their smooth trend locates the MAM)."""
+    p = tv[i]
+    sel = np.flatnonzero(np.sum((tv - p) ** 2, axis=1) <= radius * radius)
+    if len(sel) < 12:
+        return i
+    frame = core.local_frame(vn[i])
+    q = (tv[sel] - p) @ frame.T
+    phi = np.stack([np.ones(len(q)), q[:, 0], q[:, 1], q[:, 0] ** 2, q[:, 0] * q[:, 1],
+                    q[:, 1] ** 2], axis=1)
+    c, *_ = np.linalg.lstsq(phi, margin[sel], rcond=None)
+    hess = np.array([[2 * c[3], c[4]], [c[4], 2 * c[5]]])
+    if np.linalg.eigvalsh(hess).min() <= 1e-6:
+        return i
+    x = np.linalg.solve(hess, -c[1:3])
+    if float(np.hypot(x[0], x[1])) > 0.6 * radius:
+        return i
+    target = p + x[0] * frame[0] + x[1] * frame[1]
+    return int(sel[np.argmin(np.sum((tv[sel] - target) ** 2, axis=1))])
+
+
+def _patch_margin(tv: F64, vn: F64, margin: F64, i: int, tlev: _Level, zl: _Level, rt: float,
+                  rz: float, mesh: tuple[F64, I64]
+                  ) -> tuple[float, F64, float, F64, F64] | None:
+    """Margin at tumour vertex ``i`` from quadric patches of both surfaces along its normal.
+
+    Returns (margin mm, surface point LPS, 95 % half-width mm, in-patch minimiser (u, v) of the
+    gap between the patches (mm), frame) or None when a patch cannot be fitted."""
+    p = tv[i]
+    frame = core.local_frame(vn[i])
+    ft = _fit_level_patch(tlev, p, p, frame, rt, mesh)
+    fz = _fit_level_patch(zl, p + margin[i] * vn[i], p, frame, rz, None)
+    if ft is None or fz is None:
+        return None
+    # tumour patch surface points on a small (u, v) grid around the vertex, their distance to
+    # the zone patch; the value at the vertex is the estimate, the quadratic trend locates the
+    # minimum for the next iteration.
+    g1 = np.array([-1.0, 0.0, 1.0]) * REFINE_STEP_MM
+    uu, vv = np.meshgrid(g1, g1, indexing="ij")
+    uv = np.stack([uu.ravel(), vv.ravel()], axis=1)
+    hts = np.array([core.quadric_height(ft[0], a, b) for a, b in uv])
+    qt = np.column_stack([uv, hts])
+    d = core.quadric_distance(fz[0], qt)
+    if not np.all(np.isfinite(d)):
+        return None
+    gap = float(d[4])
+    phi = np.stack([np.ones(9), uv[:, 0], uv[:, 1], uv[:, 0] ** 2, uv[:, 0] * uv[:, 1],
+                    uv[:, 1] ** 2], axis=1)
+    g, *_ = np.linalg.lstsq(phi, d, rcond=None)
+    hess = np.array([[2 * g[3], g[4]], [g[4], 2 * g[5]]])
+    x = np.zeros(2)
+    if np.linalg.eigvalsh(hess).min() > 1e-4:
+        x = np.linalg.solve(hess, -g[1:3])
+    pt = p + hts[4] * frame[2]
+    half = float(np.hypot(ft[1], fz[1]) + ft[2] + fz[2])
+    return gap, pt, UNC_BASE + UNC_K * half, x, frame
+
+
+def _refine_mam(tv: F64, tf: I64, normals: F64, area: F64, margin: F64, tlev: _Level,
+                zl: _Level, vol_ml: float) -> tuple[float, F64, float] | None:
+    """MAM refined by local quadric patches fitted to both masks' voxel data around the few
+    lowest-margin regions of the mesh estimate. Returns (MAM mm, LPS point, 95 % half-width mm)
+    or None when no patch could be fitted (the mesh estimate then stands)."""
+    vn = _vertex_normals(tv, tf, normals, area)
+    r_eq = (3.0 * vol_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
+    rt = _patch_radius(tlev, 0.9 * r_eq)
+    rz = _patch_radius(zl, 15.0)
+    order = np.argsort(margin)
+    m0 = float(margin[order[0]])
+    spread = REFINE_CANDIDATE_MM + 0.5 * float(max(zl.grid.GetSpacing()))
+    chosen: list[int] = []
+    for i in order:
+        if margin[i] > m0 + spread or len(chosen) >= REFINE_MAX_CANDIDATES:
+            break
+        if all(np.linalg.norm(tv[i] - tv[j]) > rt for j in chosen):
+            chosen.append(int(i))
+    best: tuple[float, F64, float] | None = None
+    for i0 in chosen:
+        i = _smooth_argmin(tv, vn, margin, i0, rt)
+        res = None
+        for _ in range(2):
+            res = _patch_margin(tv, vn, margin, i, tlev, zl, rt, rz, (tv, tf))
+            if res is None:
+                break
+            x = res[3]
+            if not (0.2 < float(np.hypot(x[0], x[1])) < 0.5 * rt):
+                break
+            target = tv[i] + x[0] * res[4][0] + x[1] * res[4][1]
+            i = int(np.argmin(np.sum((tv - target) ** 2, axis=1)))
+        if res is None:
+            continue
+        gap, pt, unc = res[0], res[1], res[2]
+        if abs(gap - margin[i]) > REFINE_MAX_SHIFT_MM + float(max(zl.grid.GetSpacing())):
+            continue  # patch fit disagrees grossly with the mesh: do not trust it
+        if best is None or gap < best[0]:
+            best = (gap, pt, unc)
+    return best
+
+
 def _deficit_patches(v: F64, f: I64, margin: F64, area: F64, normals: F64,
                      threshold: float) -> list[DeficitPatch]:
     """Connected surface regions with face margin below ``threshold``, largest first."""
@@ -492,14 +661,31 @@ def _deficit_patches(v: F64, f: I64, margin: F64, area: F64, normals: F64,
     return out
 
 
+def _native_distance(zl: _Level) -> npt.NDArray[np.float32]:
+    """The zone's fine-grid signed distance at the native voxel centres of its ROI (z, y, x)."""
+    assert zl.distance is not None
+    d = zl.distance[:: zl.up]
+    inv = np.argsort(zl.perm)
+    return np.ascontiguousarray(np.transpose(d, inv))
+
+
 def _margin_map(ablation: sitk.Image, abl_arr: npt.NDArray[Any],
-                rois: list[geometry.IndexBox]) -> sitk.Image:
-    """Signed distance of the zone (mm, float32, positive inside) on the ablation grid, over the
-    union of the lesion ROIs (boundary half-way between voxel centres)."""
-    box = rois[0]
-    for r in rois[1:]:
+                rois: list[tuple[geometry.IndexBox, npt.NDArray[np.float32]]]) -> sitk.Image:
+    """Signed distance of the zone (mm, float32, positive inside) on the ablation grid over the
+    union of the lesion ROIs. Inside each ROI it is the exact EDT of the refined zone level set
+    (sampled at the native voxel centres); any part of the union box outside every ROI gets the
+    native-grid signed distance (boundary half-way between voxel centres)."""
+    box = rois[0][0]
+    for r, _ in rois[1:]:
         box = _union_box(box, r)
-    sub = np.ascontiguousarray(np.asarray(abl_arr[box.slices]) != 0)
-    sd = core.signed_distance(sub, geometry.spacing_zyx(ablation))
-    sd = np.clip(sd, np.float32(-1e4), np.float32(1e4))
-    return geometry.array_to_image(sd, ablation, box)
+    out = np.full(box.shape, np.nan, np.float32)
+    for r, sd in rois:
+        sl = tuple(slice(lo - lu, hi - lu) for lo, hi, lu in
+                   zip(r.lo_zyx, r.hi_zyx, box.lo_zyx, strict=True))
+        out[sl] = sd
+    if np.isnan(out).any():
+        sub = np.ascontiguousarray(np.asarray(abl_arr[box.slices]) != 0)
+        full = core.signed_distance(sub, geometry.spacing_zyx(ablation))
+        out = np.where(np.isnan(out), full, out)
+    out = np.clip(out, np.float32(-1e4), np.float32(1e4))
+    return geometry.array_to_image(out.astype(np.float32), ablation, box)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -256,36 +257,36 @@ def _label_boxes_kernel(arr: npt.NDArray[np.int64], nlab: int) -> npt.NDArray[np
 
 
 @njit(cache=True, parallel=True)
-def _nonzero_slices(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
-    """Per z-slice box (ymin, xmin, ymax, xmax) of nonzero bytes; ymax = -1 when none, and the
-    largest byte value seen (column 4)."""
+def _nonzero_slices(arr: npt.NDArray[np.uint8], words: npt.NDArray[np.uint64]
+                    ) -> npt.NDArray[np.int64]:
+    """Per z-slice box (ymin, xmin, ymax, xmax) of nonzero bytes (ymax = -1 when none).
+
+    ``words`` is the same memory seen as (nz, ny, nx / 8) uint64, used to skip zero runs fast."""
     nz, ny, nx = arr.shape
-    out = np.empty((nz, 5), np.int64)
+    nw = words.shape[2]
+    out = np.empty((nz, 4), np.int64)
     for k in prange(nz):
         y0 = ny
         x0 = nx
         y1 = -1
         x1 = -1
-        vmax = 0
         for j in range(ny):
-            for i in range(nx):
-                v = arr[k, j, i]
-                if v != 0:
-                    if j < y0:
-                        y0 = j
-                    if j > y1:
-                        y1 = j
-                    if i < x0:
-                        x0 = i
-                    if i > x1:
-                        x1 = i
-                    if v > vmax:
-                        vmax = v
+            for wi in range(nw):
+                if words[k, j, wi] != 0:
+                    for i in range(wi * 8, wi * 8 + 8):
+                        if arr[k, j, i] != 0:
+                            if j < y0:
+                                y0 = j
+                            if j > y1:
+                                y1 = j
+                            if i < x0:
+                                x0 = i
+                            if i > x1:
+                                x1 = i
         out[k, 0] = y0
         out[k, 1] = x0
         out[k, 2] = y1
         out[k, 3] = x1
-        out[k, 4] = vmax
     return out
 
 
@@ -294,8 +295,9 @@ def nonzero_box(arr: npt.NDArray[np.generic]) -> tuple[tuple[int, int, int], tup
 
     One parallel pass over the data (no temporary full-size boolean array for byte images)."""
     a = np.asarray(arr)
-    if a.dtype.itemsize == 1 and a.flags.c_contiguous:
-        per = _nonzero_slices(a.view(np.uint8))
+    if a.dtype.itemsize == 1 and a.flags.c_contiguous and a.shape[2] % 8 == 0:
+        b = a.view(np.uint8)
+        per = _nonzero_slices(b, b.view(np.uint64))
         rows = np.flatnonzero(per[:, 2] >= 0)
         if rows.size == 0:
             return None
@@ -693,3 +695,151 @@ def face_components(faces: I64, selected: BoolArr, n_vertices: int) -> tuple[int
     ncomp, lab = csgraph.connected_components(adj, directed=False)
     labels[sel] = lab
     return int(ncomp), labels
+
+
+# --------------------------------------------------------------------------- local quadric patches
+def local_frame(normal: npt.ArrayLike) -> F64:
+    """Orthonormal frame (3, 3): rows e1, e2, n with n the given (normalised) direction."""
+    n = np.asarray(normal, np.float64)
+    n = n / max(float(np.linalg.norm(n)), 1e-12)
+    a = np.array([1.0, 0.0, 0.0]) if abs(n[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = np.cross(n, a)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
+    return np.stack([e1, e2, n])
+
+
+def quadric_features(q: F64) -> F64:
+    """Features (1, u, v, u^2, uv, v^2, uw, vw, w^2) of local points q = (u, v, w) (N, 3)."""
+    u, v, w = q[:, 0], q[:, 1], q[:, 2]
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v, u * w, v * w, w * w], axis=1)
+
+
+def quadric_value(c: F64, q: F64) -> F64:
+    """Implicit local quadric ``F(q) = features(q) . c - w`` (positive inside, dF/dw = -1 at 0)."""
+    return quadric_features(q) @ c - q[:, 2]
+
+
+def quadric_gradient(c: F64, q: F64) -> F64:
+    """Gradient (N, 3) of :func:`quadric_value` in the local frame."""
+    u, v, w = q[:, 0], q[:, 1], q[:, 2]
+    gu = c[1] + 2 * c[3] * u + c[4] * v + c[6] * w
+    gv = c[2] + c[4] * u + 2 * c[5] * v + c[7] * w
+    gw = c[6] * u + c[7] * v + 2 * c[8] * w - 1.0
+    return np.stack([gu, gv, gw], axis=1)
+
+
+def quadric_height(c: F64, u: float, v: float) -> float:
+    """Height w of the quadric's zero set above local (u, v): the root of the quadratic in w
+    nearest to the linear estimate."""
+    a2 = c[8]
+    a1 = c[6] * u + c[7] * v - 1.0
+    a0 = c[0] + c[1] * u + c[2] * v + c[3] * u * u + c[4] * u * v + c[5] * v * v
+    if abs(a2) < 1e-12:
+        return float(-a0 / a1)
+    disc = a1 * a1 - 4.0 * a2 * a0
+    if disc < 0:
+        return float(-a0 / a1)
+    r = np.sqrt(disc)
+    w1 = (-a1 - r) / (2 * a2)
+    w2 = (-a1 + r) / (2 * a2)
+    lin = -a0 / a1
+    return float(w1 if abs(w1 - lin) < abs(w2 - lin) else w2)
+
+
+#: Regularisation of the local quadric: curvature terms bounded (1/mm), the curvature along the
+#: normal tied to the mean tangential one within QUAD_TIE (exact for spheres, close for moderate
+#: ellipsoids), cross terms u w, v w small. Without it caps seen on few slices are ambiguous.
+QUAD_SLOPE_MAX = 1.0
+QUAD_CURV_MAX = 0.5
+QUAD_TIE = 0.015
+QUAD_CROSS_MAX = 0.02
+
+
+def fit_quadric_patch(points: F64, inside: BoolArr, origin: npt.ArrayLike, frame: F64,
+                      tol_mm: float = 0.02) -> tuple[F64, float, float] | None:
+    """Implicit quadric ``F(u, v, w) = 0`` separating inside from outside voxel centres.
+
+    ``points`` (N, 3) are voxel centres (mm) near the surface, ``inside`` their class, and
+    ``frame`` rows (e1, e2, n) a local frame at ``origin`` with n pointing out of the shape.
+    F (:func:`quadric_value`, 9 coefficients, dF/dw = -1 at the origin, so F is close to a signed
+    distance there) represents spheres and ellipsoids exactly. Every F with ``F > 0`` at inside
+    and ``F < 0`` at outside centres is consistent with the rasterised data; linear programs find
+    the lowest and highest such F at the origin, and the midpoint of the two extreme quadrics
+    (itself consistent, by convexity) is returned with half the range:
+    ``(coeffs, half_width_mm, slack_mm)``. ``slack_mm`` > 0 means the data were not separable
+    by a quadric and the constraints were relaxed by that much. None when a program fails.
+    """
+    from scipy.optimize import linprog
+
+    if inside.sum() < 4 or (~inside).sum() < 4:
+        return None
+    q = (np.asarray(points, np.float64) - np.asarray(origin, np.float64)) @ frame.T
+    phi = quadric_features(q)
+    w = q[:, 2]
+    nf = phi.shape[1]
+    sgn = np.where(inside, 1.0, -1.0)  # require sgn (phi c - w) >= -slack
+    cb = [(None, None), (-QUAD_SLOPE_MAX, QUAD_SLOPE_MAX), (-QUAD_SLOPE_MAX, QUAD_SLOPE_MAX)]
+    cb += [(-QUAD_CURV_MAX, QUAD_CURV_MAX)] * 3
+    cb += [(-QUAD_CROSS_MAX, QUAD_CROSS_MAX)] * 2 + [(-QUAD_CURV_MAX, QUAD_CURV_MAX)]
+    tie = np.zeros((2, nf))
+    tie[0, [3, 5, 8]] = [-0.5, -0.5, 1.0]
+    tie[1] = -tie[0]
+    a1 = np.vstack([np.hstack([-sgn[:, None] * phi, -np.ones((len(w), 1))]),
+                    np.hstack([tie, np.zeros((2, 1))])])
+    b1 = np.r_[-sgn * w, QUAD_TIE, QUAD_TIE]
+    a2 = np.vstack([-sgn[:, None] * phi, tie])
+    e0 = np.zeros(nf)
+    e0[0] = 1.0
+    opts = {"presolve": True}
+    slack0 = 0.0
+
+    def extremes(slack: float) -> tuple[Any, Any]:
+        b2 = np.r_[-sgn * w + slack, QUAD_TIE, QUAD_TIE]
+        lo = linprog(e0, A_ub=a2, b_ub=b2, bounds=cb, method="highs", options=opts)
+        hi = linprog(-e0, A_ub=a2, b_ub=b2, bounds=cb, method="highs", options=opts)
+        return lo, hi
+
+    lo, hi = extremes(tol_mm)
+    if lo.status != 0 or hi.status != 0:
+        # not separable within tolerance: smallest slack that makes it so, then retry
+        r1 = linprog(np.r_[np.zeros(nf), 1.0], A_ub=a1, b_ub=b1,
+                     bounds=[*cb, (0.0, None)], method="highs", options=opts)
+        if r1.status != 0:
+            return None
+        slack0 = float(r1.x[nf])
+        lo, hi = extremes(slack0 + tol_mm)
+    if lo.status != 0 or hi.status != 0:
+        return None
+    c = 0.5 * (lo.x + hi.x)
+    return c, 0.5 * float(hi.x[0] - lo.x[0]), slack0
+
+
+def quadric_distance(cz: F64, q: F64) -> F64:
+    """Signed distance (mm, positive inside) from local points q (N, 3) to the zero set of the
+    quadric ``cz``: first-order estimate refined by two Newton steps along the gradient."""
+    p = np.array(q, np.float64)
+    total = np.zeros(len(p))
+    for _ in range(3):
+        f = quadric_value(cz, p)
+        g = quadric_gradient(cz, p)
+        gn = np.maximum(np.linalg.norm(g, axis=1), 1e-12)
+        step = f / gn
+        total += step
+        p = p - (step / gn)[:, None] * g
+    return total
+
+
+def boundary_points(mask: BoolArr) -> npt.NDArray[np.int64]:
+    """(z, y, x) indices of voxels that differ from at least one 6-neighbour (both classes)."""
+    m = np.asarray(mask, bool)
+    b = np.zeros(m.shape, bool)
+    for ax in range(3):
+        d = np.diff(m, axis=ax)
+        sl_lo = [slice(None)] * 3
+        sl_hi = [slice(None)] * 3
+        sl_lo[ax] = slice(0, -1)
+        sl_hi[ax] = slice(1, None)
+        b[tuple(sl_lo)] |= d
+        b[tuple(sl_hi)] |= d
+    return np.argwhere(b)

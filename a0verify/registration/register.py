@@ -345,14 +345,18 @@ def _run_elastix(f_roi: sitk.Image, m_roi: sitk.Image, f_mask: sitk.Image,
         tpo = elx.GetTransformParameterObject()
         out_maps = [{k: list(v) for k, v in tpo.GetParameterMap(i).items()}
                     for i in range(tpo.GetNumberOfParameterMaps())]
+    # The output holds the initial transform's map first, then one map per stage.
+    out_maps = out_maps[len(out_maps) - len(maps):]
+    import sys
+    print([(pm["Transform"], pm.get("GridSize")) for pm in out_maps], time.perf_counter() - t0, time.process_time(), file=sys.stderr)
     for pm in out_maps:
         vals = [float(v) for v in pm["TransformParameters"]]
         if not all(math.isfinite(v) for v in vals):
             raise _ElastixFailed("non-finite transform parameters (divergence)")
     rigid = _compose_rigid(_euler_from_map(out_maps[0]), init)
+    # elastix composition: T(x) = B(R(I(x))); SimpleITK composite applies the last first.
     final: sitk.Transform = rigid
     if len(out_maps) > 1:
-        # elastix composition: T(x) = B(R(I(x))); SimpleITK composite applies the last first.
         final = sitk.CompositeTransform([_bspline_from_map(out_maps[1]), rigid])
     return _Run(rigid=rigid, transform=final, seconds=time.perf_counter() - t0)
 

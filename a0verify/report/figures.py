@@ -1,90 +1,391 @@
-"""Static figures for the HTML report (PNG bytes; matplotlib with the Agg backend)."""
+"""Static figures for the HTML report (PNG bytes; matplotlib with the Agg backend).
+
+All views are resampled onto axis-aligned LPS planes (whatever the grids' direction cosines), in
+radiological display convention: axial seen from the feet (patient's right on the viewer's left,
+anterior up), coronal seen from the front (right on the left, superior up), sagittal seen from the
+patient's right (anterior on the left, superior up).
+
+Margin colours everywhere use one diverging map centred on the threshold (:func:`margin_norm`):
+red = thinner than required, white = exactly the threshold, blue = more than required.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
 from a0verify import geometry
+from a0verify.report.slicer import ABLATION_RGB, Surface
+
+F64 = npt.NDArray[np.float64]
+CMAP = "RdBu"  # low (thin margin) red, high blue
+CT_WINDOW = (-160.0, 240.0)  # HU, soft tissue / liver
+PANEL_PX = 256
+PNG_LEVEL = 3  # zlib level: fast to write, files ~10 % larger than level 9
 
 
-def _png(fig: object) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
-    return buf.getvalue()
-
-
-def triplanar_png(background: sitk.Image | None, tumor: sitk.Image | None,
-                  ablation: sitk.Image, point_lps: npt.ArrayLike, title: str = "") -> bytes:
-    """Axial, coronal and sagittal slices through ``point_lps`` of the post grid (ablation grid),
-    with the ablation contour (green) and tumour contour (yellow); the point marked in red.
-
-    Slices are taken along the grid's index axes; aspect follows the voxel spacing.
-    """
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ref = ablation
-    idx = np.rint(geometry.lps_to_zyx_index(ref, np.asarray(point_lps, float))).astype(int)
-    shape = np.asarray(sitk.GetArrayViewFromImage(ref).shape)
-    idx = np.clip(idx, 0, shape - 1)
-    sp = geometry.spacing_zyx(ref)
-    abl = sitk.GetArrayViewFromImage(ablation) != 0
-    tum = sitk.GetArrayViewFromImage(tumor) != 0 if tumor is not None else None
-    bg = (sitk.GetArrayViewFromImage(sitk.Resample(background, ref, sitk.Transform(),
-                                                   sitk.sitkLinear, -1000.0, sitk.sitkFloat32))
-          if background is not None else None)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
-    views = [("axial", 0), ("coronal", 1), ("sagittal", 2)]
-    for ax, (name, axis) in zip(axes, views, strict=True):
-        sl = [slice(None)] * 3
-        sl[axis] = slice(int(idx[axis]), int(idx[axis]) + 1)
-        t = tuple(sl)
-        rest = [a for a in range(3) if a != axis]
-        aspect = sp[rest[0]] / sp[rest[1]]
-        if bg is not None:
-            ax.imshow(np.squeeze(bg[t], axis=axis), cmap="gray", vmin=-160, vmax=240,
-                      aspect=aspect, origin="upper" if axis == 0 else "lower")
-        else:
-            ax.imshow(np.zeros((shape[rest[0]], shape[rest[1]])), cmap="gray", aspect=aspect,
-                      origin="upper" if axis == 0 else "lower")
-        a2 = np.squeeze(abl[t], axis=axis).astype(float)
-        if a2.any():
-            ax.contour(a2, levels=[0.5], colors="lime", linewidths=1.2)
-        if tum is not None:
-            t2 = np.squeeze(tum[t], axis=axis).astype(float)
-            if t2.any():
-                ax.contour(t2, levels=[0.5], colors="yellow", linewidths=1.2)
-        ax.plot(idx[rest[1]], idx[rest[0]], "o", ms=7, mfc="none", mec="red", mew=2)
-        ax.set_title(name)
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
+    return plt
+
+
+def margin_norm(threshold_mm: float) -> tuple[float, float]:
+    """Colour limits (mm) of the margin map, centred on the threshold: threshold ± max(thr, 2)."""
+    r = max(float(threshold_mm), 2.0)
+    return threshold_mm - r, threshold_mm + r
+
+
+def _png(fig: Any, dpi: int = 100) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight",
+                metadata={"Software": None}, pil_kwargs={"compress_level": PNG_LEVEL})
+    return buf.getvalue()
+
+
+def crop_to_cube(img: sitk.Image | None, center_lps: npt.ArrayLike, half_width_mm: float
+                 ) -> sitk.Image | None:
+    """``img`` cropped to the axis-aligned cube of half-width ``half_width_mm`` (mm) around
+    ``center_lps`` plus two voxels (any direction cosines); the image itself when the cube
+    misses it. Sampling planes inside the cube then touches a small image only."""
+    if img is None:
+        return None
+    c = np.asarray(center_lps, float)
+    pad = 2.0 * max(img.GetSpacing())
+    box = geometry.roi_box_around_lps(img, c[None], half_width_mm + pad)
+    return img if box.empty else geometry.crop(img, box)
+
+
+def binary_float(mask: sitk.Image | None) -> sitk.Image | None:
+    """Nonzero voxels as float32 0/1 (for sub-voxel contours after linear resampling)."""
+    return None if mask is None else sitk.Cast(mask != 0, sitk.sitkFloat32)
+
+
+# --------------------------------------------------------------------------- planes
+@dataclass
+class Plane:
+    """An axis-aligned LPS plane sampled on a square pixel grid (``PANEL_PX`` per side).
+
+    ``fixed`` is the LPS axis normal to the plane (0 x, 1 y, 2 z); rows of every sampled array run
+    along LPS axis ``v_axis``, columns along ``h_axis``; ``h``/``v`` are the pixel-centre
+    coordinates in mm.
+    """
+
+    name: str
+    fixed: int
+    h_axis: int
+    v_axis: int
+    ref: sitk.Image
+    h: F64
+    v: F64
+    invert_v: bool
+    edge_labels: tuple[str, str, str, str]  # left, right, top, bottom
+
+    @property
+    def pixel_mm(self) -> float:
+        return float(self.h[1] - self.h[0])
+
+    def sample(self, img: sitk.Image | None, interp: int = sitk.sitkLinear,
+               default: float = 0.0) -> F64 | None:
+        """``img`` (any grid, LPS) resampled onto this plane as a float (rows v, cols h)."""
+        if img is None:
+            return None
+        if img.GetNumberOfComponentsPerPixel() != 1:
+            img = sitk.VectorIndexSelectionCast(img, 0)
+        r = sitk.Resample(img, self.ref, sitk.Transform(), interp, default, sitk.sitkFloat32)
+        return np.squeeze(sitk.GetArrayFromImage(r), axis=2 - self.fixed).astype(np.float64)
+
+    def points_lps(self) -> F64:
+        """LPS coordinates (rows, cols, 3) of the pixel centres."""
+        hh, vv = np.meshgrid(self.h, self.v)
+        out = np.empty((*hh.shape, 3))
+        out[..., self.h_axis] = hh
+        out[..., self.v_axis] = vv
+        out[..., self.fixed] = self.ref.GetOrigin()[self.fixed]
+        return out
+
+
+def make_planes(point_lps: npt.ArrayLike, center_lps: npt.ArrayLike,
+                half_width_mm: float) -> list[Plane]:
+    """Axial, coronal and sagittal planes through ``point_lps``, each a square of side
+    2 × ``half_width_mm`` centred (in-plane) on ``center_lps``."""
+    p = np.asarray(point_lps, float)
+    c = np.asarray(center_lps, float)
+    n = PANEL_PX
+    s = 2.0 * half_width_mm / (n - 1)
+    specs = [("axial", 2, 0, 1, True, ("R", "L", "A", "P")),
+             ("coronal", 1, 0, 2, False, ("R", "L", "S", "I")),
+             ("sagittal", 0, 1, 2, False, ("A", "P", "S", "I"))]
+    planes = []
+    for name, fixed, ha, va, inv, labels in specs:
+        size = [n, n, n]
+        size[fixed] = 1
+        origin = c - half_width_mm
+        origin[fixed] = p[fixed]
+        ref = sitk.Image(size, sitk.sitkUInt8)
+        ref.SetSpacing([s, s, s])
+        ref.SetOrigin(origin.tolist())
+        h = origin[ha] + s * np.arange(n)
+        v = origin[va] + s * np.arange(n)
+        planes.append(Plane(name, fixed, ha, va, ref, h, v, inv, labels))
+    return planes
+
+
+def slice_mesh(surface: Surface, plane: Plane) -> tuple[F64, F64]:
+    """Intersect a triangle mesh with ``plane``: returns segments (K, 2, 2) in (h, v) mm and the
+    margin (K,) at each segment's midpoint (linear along the edges). No crossing gives K = 0."""
+    x = surface.vertices_lps
+    d = x[:, plane.fixed] - plane.ref.GetOrigin()[plane.fixed]
+    d = np.where(d == 0.0, 1e-9, d)
+    f = surface.faces
+    df = d[f]
+    cross = (np.sign(df) != np.sign(np.roll(df, -1, axis=1)))  # edge (k, k+1) crosses
+    keep = cross.sum(axis=1) == 2
+    if not keep.any():
+        return np.zeros((0, 2, 2)), np.zeros(0)
+    f, df, cross = f[keep], df[keep], cross[keep]
+    a = f
+    b = np.roll(f, -1, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # non-crossing edges are dropped
+        t = df / (df - np.roll(df, -1, axis=1))
+    t = np.where(cross, t, 0.0)
+    pts = x[a] + t[..., None] * (x[b] - x[a])  # (K, 3 edges, 3)
+    mg = surface.margin_mm[a] + t * (surface.margin_mm[b] - surface.margin_mm[a])
+    idx = np.argsort(~cross, axis=1, kind="stable")[:, :2]
+    rows = np.arange(len(f))[:, None]
+    seg = pts[rows, idx][..., [plane.h_axis, plane.v_axis]]
+    return seg, mg[rows, idx].mean(axis=1)
+
+
+def _vertex_areas(surface: Surface) -> F64:
+    v, f = surface.vertices_lps, surface.faces
+    if len(f) == 0:
+        return np.zeros(len(v))
+    area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]),
+                                axis=1)
+    out = np.zeros(len(v))
+    for k in range(3):
+        np.add.at(out, f[:, k], area / 3.0)
+    return out
+
+
+def _shell_deficit(plane: Plane, surface: Surface | None, tumor2d: F64 | None,
+                   zone2d: F64, threshold_mm: float) -> tuple[F64, F64]:
+    """Masks (rows, cols) of (a) tissue outside the tumour within ``threshold_mm`` of its surface
+    that is NOT ablated, (b) tumour that is not ablated (residual). Distances to the surface are
+    to the nearest mesh vertex (within half an edge length of the true distance)."""
+    from scipy.spatial import cKDTree
+
+    outside_zone = zone2d <= 0.0
+    if surface is None or len(surface.vertices_lps) == 0:
+        return np.zeros(zone2d.shape), np.zeros(zone2d.shape)
+    inside_t = tumor2d > 0.5 if tumor2d is not None else np.zeros(zone2d.shape, bool)
+    # candidates: unablated pixels inside the in-plane box of the surface ± threshold
+    v = surface.vertices_lps
+    lo, hi = v.min(axis=0) - threshold_mm, v.max(axis=0) + threshold_mm
+    hh, vv = np.meshgrid(plane.h, plane.v)
+    cand = (outside_zone & (hh >= lo[plane.h_axis]) & (hh <= hi[plane.h_axis])
+            & (vv >= lo[plane.v_axis]) & (vv <= hi[plane.v_axis]))
+    near = np.zeros(zone2d.shape, bool)
+    if cand.any():
+        pts = plane.points_lps()[cand]
+        dist, _ = cKDTree(v).query(pts, distance_upper_bound=threshold_mm + 1.0)
+        near[cand] = dist <= threshold_mm
+    shell = near & ~inside_t & outside_zone
+    resid = inside_t & outside_zone
+    return shell.astype(float), resid.astype(float)
+
+
+# --------------------------------------------------------------------------- figures
+def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
+                  ablation: sitk.Image, margin_map: sitk.Image | None,
+                  surfaces: Sequence[Surface], lesion_id: int, point_lps: npt.ArrayLike,
+                  min_margin_mm: float, threshold_mm: float) -> bytes:
+    """Axial / coronal / sagittal views of the post CT through the thinnest-margin point.
+
+    Shown: CT (soft-tissue window; black when no CT is given), ablation-zone contour (green),
+    tumour contour cut from the tumour surface mesh and coloured by the margin (diverging map
+    centred on the threshold), tissue within ``threshold_mm`` of the tumour that is not ablated
+    (red hatch), unablated tumour (solid red), and the thinnest point (magenta cross-hair).
+    """
+    plt = _plt()
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+
+    surf = next((s for s in surfaces if s.lesion_id == lesion_id), None)
+    pt = np.asarray(point_lps, float)
+    if surf is not None and len(surf.vertices_lps):
+        center = surf.vertices_lps.mean(axis=0)
+        radius = float(np.max(np.linalg.norm(surf.vertices_lps - center, axis=1)))
+    else:
+        center, radius = pt, 10.0
+    half = float(np.clip(radius + max(threshold_mm, 2.0) + 12.0, 25.0, 90.0))
+    half = max(half, float(np.max(np.abs(pt - center))) + 5.0)
+    planes = make_planes(pt, center, half)
+    background = crop_to_cube(background, center, half)
+    abl_f = binary_float(crop_to_cube(ablation, center, half))
+    tum_f = binary_float(crop_to_cube(tumor, center, half))
+    margin_map = crop_to_cube(margin_map, center, half)
+    lo, hi = margin_norm(threshold_mm)
+    norm = Normalize(lo, hi)
+    cmap = plt.get_cmap(CMAP).with_extremes(bad="0.6")
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.6), layout="constrained")
+    for ax, pl in zip(axes, planes, strict=True):
+        s = pl.pixel_mm
+        extent = (pl.h[0] - s / 2, pl.h[-1] + s / 2, pl.v[0] - s / 2, pl.v[-1] + s / 2)
+        bg = pl.sample(background, default=-1000.0)
+        if bg is None:
+            bg = np.full((len(pl.v), len(pl.h)), -1000.0)
+        ax.imshow(bg, cmap="gray", vmin=CT_WINDOW[0], vmax=CT_WINDOW[1], origin="lower",
+                  extent=extent, interpolation="bilinear")
+        zone_bin = pl.sample(abl_f)
+        assert zone_bin is not None
+        zone2d = zone_bin - 0.5
+        mm = pl.sample(margin_map, default=np.nan)
+        if mm is not None:  # continuous boundary where the margin map exists
+            zone2d = np.where(np.isfinite(mm), mm, zone2d)
+        tum2d = pl.sample(tum_f)
+        shell, resid = _shell_deficit(pl, surf, tum2d, zone2d, threshold_mm)
+        if shell.any():
+            ax.contourf(pl.h, pl.v, shell, levels=[0.5, 1.5], colors="none", hatches=["////"])
+            ax.imshow(np.ma.masked_where(shell < 0.5, shell), cmap="Reds", vmin=0, vmax=1.6,
+                      alpha=0.45, origin="lower", extent=extent)
+        if resid.any():
+            ax.imshow(np.ma.masked_where(resid < 0.5, resid), cmap="Reds", vmin=0, vmax=1.0,
+                      alpha=0.8, origin="lower", extent=extent)
+        if zone2d.max() > 0 > zone2d.min():
+            ax.contour(pl.h, pl.v, zone2d, levels=[0.0], colors=[ABLATION_RGB], linewidths=2.0)
+        for su in surfaces:
+            seg, mg = slice_mesh(su, pl)
+            if len(seg):
+                lc = LineCollection(list(seg), cmap=cmap, norm=norm, linewidths=3.2 if
+                                    su.lesion_id == lesion_id else 2.0)
+                lc.set_array(mg)
+                ax.add_collection(lc)
+        ph, pv = pt[pl.h_axis], pt[pl.v_axis]
+        ax.axhline(pv, color="magenta", lw=0.7, ls=":")
+        ax.axvline(ph, color="magenta", lw=0.7, ls=":")
+        ax.plot(ph, pv, "o", ms=14, mfc="none", mec="magenta", mew=2.2)
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
+        if pl.invert_v:
+            ax.invert_yaxis()
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        coord = "xyz"[pl.fixed]
+        ax.set_title(f"{pl.name}  ({coord} = {pt[pl.fixed]:.1f} mm LPS)", fontsize=12)
+        kw = {"color": "white", "fontsize": 13, "fontweight": "bold",
+              "transform": ax.transAxes}
+        left, right, top, bottom = pl.edge_labels
+        ax.text(0.01, 0.5, left, ha="left", va="center", **kw)
+        ax.text(0.99, 0.5, right, ha="right", va="center", **kw)
+        ax.text(0.5, 0.99, top, ha="center", va="top", **kw)
+        ax.text(0.5, 0.01, bottom, ha="center", va="bottom", **kw)
+        # 10 mm scale bar, bottom left
+        x0 = extent[0] + 0.05 * (extent[1] - extent[0])
+        yb = extent[2] + 0.06 * (extent[3] - extent[2])
+        if pl.invert_v:
+            yb = extent[3] - 0.06 * (extent[3] - extent[2])
+        ax.plot([x0, x0 + 10.0], [yb, yb], color="white", lw=3)
+        ax.text(x0 + 5.0, yb, "10 mm\n" if not pl.invert_v else "\n10 mm", color="white",
+                ha="center", va="center", fontsize=9)
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    cb = fig.colorbar(sm, ax=axes, orientation="horizontal", fraction=0.06, aspect=60,
+                      extend="both", shrink=0.8)
+    cb.set_label(f"margin at the tumour surface (mm); white = threshold {threshold_mm:g} mm, "
+                 "red = thinner")
+    fig.suptitle(f"Thinnest margin {min_margin_mm:.1f} mm at the magenta circle (lesion "
+                 f"{lesion_id}).  Green: ablation zone.  Coloured line: tumour.\nRed hatch: "
+                 f"tissue within {threshold_mm:g} mm of the tumour that is not ablated.",
+                 fontsize=12)
     data = _png(fig)
     plt.close(fig)
     return data
 
 
-def histogram_png(margins_mm: npt.ArrayLike, threshold_mm: float) -> bytes:
-    """Histogram of tumour-surface margins (mm) with 0 and the threshold marked."""
-    import matplotlib
+def histogram_png(surfaces: Sequence[Surface], threshold_mm: float) -> bytes:
+    """Area-weighted histogram of the tumour-surface margins (mm) of all lesions, bars coloured
+    like the views, with 0 mm and the threshold marked. No surface gives an empty plot."""
+    plt = _plt()
+    from matplotlib.colors import Normalize
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = np.asarray(margins_mm, float)
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.hist(m, bins=60, color="steelblue")
-    ax.axvline(0.0, color="red", lw=1.5, label="0 mm")
-    ax.axvline(threshold_mm, color="orange", lw=1.5, ls="--", label=f"{threshold_mm:g} mm")
-    ax.set_xlabel("margin at tumour surface (mm, positive inside the ablation zone)")
-    ax.set_ylabel("vertices")
-    ax.legend()
+    m = np.concatenate([s.margin_mm for s in surfaces]) if surfaces else np.zeros(0)
+    w = np.concatenate([_vertex_areas(s) for s in surfaces]) if surfaces else np.zeros(0)
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    if m.size:
+        lo = min(float(m.min()), 0.0) - 0.5
+        hi = max(float(m.max()), threshold_mm) + 0.5
+        edges = np.linspace(lo, hi, 51)
+        counts, _ = np.histogram(m, bins=edges, weights=w)
+        centers = 0.5 * (edges[1:] + edges[:-1])
+        cmap = plt.get_cmap(CMAP)
+        norm = Normalize(*margin_norm(threshold_mm))
+        ax.bar(centers, counts, width=np.diff(edges), color=cmap(norm(centers)),
+               edgecolor="0.3", linewidth=0.3)
+        below = float(w[m < threshold_mm].sum() / max(w.sum(), 1e-12))
+        ax.set_title(f"{100 * below:.1f} % of the tumour surface has a margin below "
+                     f"{threshold_mm:g} mm", fontsize=11)
+    ax.axvline(0.0, color="black", lw=1.5, label="0 mm (zone boundary)")
+    ax.axvline(threshold_mm, color="darkorange", lw=2, ls="--",
+               label=f"threshold {threshold_mm:g} mm")
+    ax.set_xlabel("margin at the tumour surface (mm, positive inside the ablation zone)")
+    ax.set_ylabel("surface area (mm²)")
+    ax.legend(loc="upper left", fontsize=8)
     data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def registration_png(qa_images: dict[str, sitk.Image], ablation: sitk.Image,
+                     point_lps: npt.ArrayLike, center_lps: npt.ArrayLike,
+                     half_width_mm: float = 40.0) -> bytes | None:
+    """Registration QA: checkerboard (fixed / warped moving) and difference image (fixed minus
+    warped moving, HU) in axial and coronal planes through ``point_lps``, ablation contour in
+    green. Returns None when there is no QA image."""
+    names: list[str] = [n for n in ("checkerboard", "difference") if n in qa_images]
+    names += sorted(n for n in qa_images if n not in names)
+    if not names:
+        return None
+    plt = _plt()
+    planes = make_planes(point_lps, center_lps, half_width_mm)[:2]
+    abl_f = binary_float(crop_to_cube(ablation, center_lps, half_width_mm))
+    fig, axes = plt.subplots(len(planes), len(names), figsize=(4.2 * len(names) + 1.0, 8.4),
+                             squeeze=False, layout="constrained")
+    for j, name in enumerate(names):
+        for i, pl in enumerate(planes):
+            ax = axes[i, j]
+            s = pl.pixel_mm
+            extent = (pl.h[0] - s / 2, pl.h[-1] + s / 2, pl.v[0] - s / 2, pl.v[-1] + s / 2)
+            diff = name == "difference"
+            arr = pl.sample(qa_images[name], default=np.nan)
+            assert arr is not None
+            if diff:
+                im = ax.imshow(arr, cmap="PuOr", vmin=-200, vmax=200, origin="lower",
+                               extent=extent)
+            else:
+                im = ax.imshow(arr, cmap="gray", vmin=CT_WINDOW[0], vmax=CT_WINDOW[1],
+                               origin="lower", extent=extent)
+            zone = pl.sample(abl_f)
+            if zone is not None and zone.max() > 0.5 > zone.min():
+                ax.contour(pl.h, pl.v, zone, levels=[0.5], colors=[ABLATION_RGB], linewidths=1.2)
+            if pl.invert_v:
+                ax.invert_yaxis()
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name} — {pl.name}", fontsize=11)
+            if diff and i == 0:
+                fig.colorbar(im, ax=axes[:, j], shrink=0.6, label="HU (fixed − warped)")
+    data = _png(fig, dpi=80)
     plt.close(fig)
     return data
