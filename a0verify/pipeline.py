@@ -220,7 +220,8 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
         parameters={"threshold_mm": threshold_mm}, timings_s=timings,
         warnings=warnings, registration=reg_record, registration_uncertainty_mm=reg_unc,
     )
-    return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post)
+    return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post,
+                   registration=transform)
 
 
 def _read_transform(path: str | Path) -> sitk.Transform:

@@ -451,3 +451,47 @@ def test_chromium_screenshot(case: dict[str, Any], tmp_path: Path) -> None:
                          capture_output=True, timeout=120, text=True).stdout
     text = re.sub(r"<[^>]+>", " ", dom)
     assert "Verdict:" in text and f"{case['report']['min_margin_mm']:.1f} mm" in text
+
+
+@pytest.mark.slow
+def test_two_lesions(tmp_path: Path) -> None:  # also: a bare transform as `registration`
+    """Two tumour labels: one segment, one mesh part and one thinnest point per lesion; the
+    figures follow the worse lesion."""
+    from a0verify.io import write_json_atomic
+    from a0verify.margin import compute_margin
+    from a0verify.pipeline import build_report
+    from a0verify.report import validate_report, write_case_outputs
+    from a0verify.report.slicer import read_markups_lps, read_segmentation, read_surface_vtk
+
+    g = geometry.make_grid([64, 48, 20], [1.0, 1.0, 2.0], center_lps=[0.0, 0.0, 0.0])
+    pts = geometry.voxel_centers_lps(g).reshape(-1, 3)
+    shape = sitk.GetArrayViewFromImage(g).shape
+    c1, c2 = np.array([-15.0, 0.0, 0.0]), np.array([15.0, 0.0, 0.0])
+    lab = np.zeros(len(pts), np.uint16)
+    lab[np.linalg.norm(pts - c1, axis=1) <= 5.0] = 1
+    lab[np.linalg.norm(pts - c2, axis=1) <= 5.0] = 2
+    zone = ((np.linalg.norm(pts - c1, axis=1) <= 12.0)
+            | (np.linalg.norm(pts - (c2 + np.array([2.0, 0, 0])), axis=1) <= 9.0))
+    tum = geometry.array_to_image(lab.reshape(shape), g)
+    abl = geometry.array_to_image(zone.reshape(shape).astype(np.uint8), g)
+    margin = compute_margin(tum, abl, THR)
+    report = build_report(margin, command="margin", inputs={"tumor": None}, parameters={},
+                          timings_s={})
+    tx = sitk.TranslationTransform(3, (1.0, 2.0, 3.0))
+    report["outputs"].update(write_case_outputs(tmp_path, report, margin=margin, ablation=abl,
+                                                tumor_post=tum, registration=tx))
+    back = sitk.ReadTransform(str(tmp_path / report["outputs"]["registration_transform"]))
+    np.testing.assert_allclose(back.TransformPoint((0.0, 0.0, 0.0)), (1.0, 2.0, 3.0))
+    report["outputs"]["report_json"] = "report.json"
+    write_json_atomic(tmp_path / "report.json", report)
+    validate_report(report)
+    assert report["min_margin_lesion_id"] == 2
+    masks, segs = read_segmentation(tmp_path / "segmentation.seg.nrrd")
+    assert [s.name for s in segs] == ["tumour 1", "tumour 2", "ablation zone"]
+    assert set(np.unique(sitk.GetArrayViewFromImage(masks["tumor"]))) == {0, 1, 2}
+    assert [s.lesion_id for s in read_surface_vtk(tmp_path / "tumor_surface.vtk")] == [1, 2]
+    marks = read_markups_lps(tmp_path / "thinnest_margin.mrk.json")
+    assert [m[0].split()[0] for m in marks] == ["L2", "L1"]  # worst first
+    # lesion 2's zone is shifted to +x, so its margin is thinnest at its -x pole (10, 0, 0)
+    np.testing.assert_allclose(marks[0][1], [10.0, 0.0, 0.0], atol=1.5)
+    assert marks[0][1][0] < 11.0

@@ -88,6 +88,8 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
 
     ``report`` is the report.json dictionary (written by the caller, last); ``pre`` is unused
     (kept for the pipeline's call signature). Masks must be on ``ablation``'s grid.
+    ``registration`` is a RegistrationResult (its writer stores the transform and QA images) or
+    a bare ``sitk.Transform`` (post points -> pre points; written as ``transform.h5``).
     """
     from a0verify.report import slicer
     from a0verify.report.html import ReportData, write_html_report
@@ -115,7 +117,13 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
         write_image(background, out / "post_ct_roi.nrrd")
         outputs["post_ct_roi"] = "post_ct_roi.nrrd"
     qa: dict[str, sitk.Image] = {}
-    if registration is not None:
+    if isinstance(registration, sitk.Transform):  # a bare transform (``a0verify margin``)
+        from a0verify.io import atomic_path
+
+        with atomic_path(out / "transform.h5") as tmp:
+            sitk.WriteTransform(registration, str(tmp))
+        outputs["registration_transform"] = "transform.h5"
+    elif registration is not None:
         from a0verify import registration as reg_mod
 
         writer = getattr(reg_mod, "write_registration_outputs", None)

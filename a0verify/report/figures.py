@@ -314,9 +314,12 @@ def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
     return data
 
 
-def histogram_png(surfaces: Sequence[Surface], threshold_mm: float) -> bytes:
+def histogram_png(surfaces: Sequence[Surface], threshold_mm: float,
+                  fraction_below: float | None = None) -> bytes:
     """Area-weighted histogram of the tumour-surface margins (mm) of all lesions, bars coloured
-    like the views, with 0 mm and the threshold marked. No surface gives an empty plot."""
+    like the views, with 0 mm and the threshold marked. The title states ``fraction_below``
+    (surface fraction with margin < threshold, e.g. from report.json; estimated from the vertex
+    areas when None). No surface gives an empty plot."""
     plt = _plt()
     from matplotlib.colors import Normalize
 
@@ -333,7 +336,8 @@ def histogram_png(surfaces: Sequence[Surface], threshold_mm: float) -> bytes:
         norm = Normalize(*margin_norm(threshold_mm))
         ax.bar(centers, counts, width=np.diff(edges), color=cmap(norm(centers)),
                edgecolor="0.3", linewidth=0.3)
-        below = float(w[m < threshold_mm].sum() / max(w.sum(), 1e-12))
+        below = (float(w[m < threshold_mm].sum() / max(w.sum(), 1e-12))
+                 if fraction_below is None else float(fraction_below))
         ax.set_title(f"{100 * below:.1f} % of the tumour surface has a margin below "
                      f"{threshold_mm:g} mm", fontsize=11)
     ax.axvline(0.0, color="black", lw=1.5, label="0 mm (zone boundary)")
@@ -341,7 +345,7 @@ def histogram_png(surfaces: Sequence[Surface], threshold_mm: float) -> bytes:
                label=f"threshold {threshold_mm:g} mm")
     ax.set_xlabel("margin at the tumour surface (mm, positive inside the ablation zone)")
     ax.set_ylabel("surface area (mm²)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     data = _png(fig)
     plt.close(fig)
     return data

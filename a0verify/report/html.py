@@ -113,6 +113,17 @@ def _ras(p: Any) -> list[float]:
     return [float(v) for v in geometry.lps_to_ras(np.asarray(p, float))]
 
 
+def _fraction_below(report: dict[str, Any]) -> float | None:
+    """Surface-area fraction of all lesions with margin < threshold (from report.json)."""
+    area = below = 0.0
+    for les in report["lesions"]:
+        a = float(les.get("surface_area_mm2", 0.0))
+        f = les["surface_fraction"]
+        area += a
+        below += a * (float(f["below_zero"]) + float(f["below_threshold"]))
+    return below / area if area > 0 else None
+
+
 def build_figures(report: dict[str, Any], data: ReportData) -> dict[str, tuple[str, bytes]]:
     """Render every figure: {role: (caption, PNG bytes)}; roles as in ``FIGURE_FILES``."""
     from a0verify import viz
@@ -131,7 +142,7 @@ def build_figures(report: dict[str, Any], data: ReportData) -> dict[str, tuple[s
     for role, (cap, png) in zip(("render_a", "render_b"), renders, strict=False):
         out[role] = (cap, png)
     out["histogram"] = ("Margins over the tumour surface (area-weighted)",
-                        figures.histogram_png(data.surfaces, thr))
+                        figures.histogram_png(data.surfaces, thr, _fraction_below(report)))
     if data.qa_images:
         surf = next((s for s in data.surfaces if s.lesion_id == lid), None)
         centre = surf.vertices_lps.mean(axis=0) if surf is not None else np.asarray(pt, float)
@@ -233,8 +244,10 @@ def load_report_data(out_dir: str | Path, report: dict[str, Any]) -> ReportData:
     surfaces = (read_surface_vtk(out / outputs["tumor_surface"])
                 if "tumor_surface" in outputs else [])
     qa = {}
-    for role in outputs:
-        if role.startswith("registration_") and role != "registration_transform":
+    image_suffixes = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
+    for role, name in outputs.items():
+        if (role.startswith("registration_") and role != "registration_transform"
+                and str(name).endswith(image_suffixes)):
             im = img(role)
             if im is not None:
                 qa[role[len("registration_"):]] = im
