@@ -29,6 +29,7 @@ from a0verify.io import (
     sha256_of,
     write_json_atomic,
 )
+from a0verify.io.masks import check_overlap
 from a0verify.margin import MarginResult, compute_margin
 
 SCHEMA_VERSION = "1.0"
@@ -198,10 +199,11 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
     t0 = time.perf_counter()
     ablation = read_mask(ablation_path, what="ablation mask", warnings=warnings)
     transform = _read_transform(transform_path) if transform_path else None
-    # Without a transform the masks must share physical space: check, resample onto the
-    # ablation grid when needed, refuse when they do not overlap.
-    tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings,
-                      reference=None if transform is not None else ablation)
+    # The margin works in physical space on each mask's own grid (no resampling, which would
+    # cost sub-voxel accuracy); without a transform the masks must overlap physically.
+    tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings)
+    if transform is None:
+        check_overlap(tumor, ablation, what="tumour mask", path=tumor_path)
     reg_record = _read_json(registration_json, "registration record") if registration_json else None
     post = read_image(post_path, what="post-ablation CT", warnings=warnings) if post_path else None
     timings = {"read": time.perf_counter() - t0}
@@ -296,7 +298,9 @@ def run_case(
 
     seg_info: dict[str, Any] = {}
     if tumor_path is not None:
-        tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings, reference=pre)
+        # kept on its own grid (the transfer to post space works in physical space)
+        tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings)
+        check_overlap(tumor, pre, what="tumour mask", path=tumor_path)
     else:
         from a0verify.segmentation import segment_tumor
 

@@ -356,20 +356,21 @@ def test_cli_seed_outside_image(case_files: dict[str, Path], tmp_path: Path) -> 
 @pytest.mark.slow
 def test_cli_reader_warnings_reach_the_report(case_files: dict[str, Path], tmp_path: Path
                                               ) -> None:
-    """A tumour mask stored on another grid (y axis flipped, as TotalSegmentator's) is resampled
-    onto the pre CT, and the report says so."""
+    """An ablation mask stored on another grid (y axis flipped, as TotalSegmentator's) is
+    resampled onto the post CT, and the report says so. (A tumour mask stays on its own grid:
+    its transfer to post space works in physical space.)"""
     import json
 
-    t = sitk.ReadImage(str(case_files["tumor"]))
+    t = sitk.ReadImage(str(case_files["ablation"]))
     arr = sitk.GetArrayFromImage(t)[:, ::-1, :]
     flipped = sitk.GetImageFromArray(np.ascontiguousarray(arr))
     d = geometry.direction_matrix(t) @ np.diag([1.0, -1.0, 1.0])
     flipped.SetDirection(d.ravel().tolist())
     flipped.SetSpacing(t.GetSpacing())
     flipped.SetOrigin(geometry.index_to_lps(t, [0, t.GetSize()[1] - 1, 0]).tolist())
-    f = _write(flipped, tmp_path / "tumour_flipped.nii.gz")
+    f = _write(flipped, tmp_path / "ablation_flipped.nii.gz")
     out = tmp_path / "out"
-    r = CliRunner().invoke(main, [*_run_args(case_files, out, tumor=str(f)), "-q"])
+    r = CliRunner().invoke(main, [*_run_args(case_files, out, ablation=str(f)), "-q"])
     assert r.exit_code == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
-    assert any("tumour_flipped.nii.gz" in w and "resampled" in w for w in rep["warnings"])
+    assert any("ablation_flipped.nii.gz" in w and "resampled" in w for w in rep["warnings"])

@@ -31,7 +31,7 @@ def rasterise(spacing: tuple[float, float, float], direction: F64 | None, center
               extent_mm: float, inside: Inside) -> sitk.Image:
     """UInt8 mask of ``inside`` by voxel-centre inclusion on a grid around ``center``."""
     size = [int(np.ceil(extent_mm / s)) + 4 for s in spacing]
-    img = geometry.make_grid(size, spacing, direction, center)
+    img = geometry.make_grid(size, spacing, direction, [float(v) for v in center])
     pts = geometry.voxel_centers_lps(img)
     m = inside(pts.reshape(-1, 3)).reshape(pts.shape[:3]).astype(np.uint8)
     return geometry.array_to_image(m, img)
@@ -68,8 +68,8 @@ def analytic_case(rng: np.random.Generator, spacing: tuple[float, float, float],
                   kind: str, tumor_spacing: tuple[float, float, float] | None = None
                   ) -> tuple[sitk.Image, sitk.Image, float]:
     """(tumour mask, ablation mask, exact MAM in mm)."""
-    direction = geometry.rotation_matrix(rng.uniform(0, 40, 3)) if oblique else None
-    rot = geometry.rotation_matrix(rng.uniform(0, 180, 3))
+    direction = geometry.rotation_matrix(list(rng.uniform(0, 40, 3))) if oblique else None
+    rot = geometry.rotation_matrix(list(rng.uniform(0, 180, 3)))
     rt = float(rng.uniform(6, 15))
     if kind == "sphere_in_ellipsoid":
         axes = rt + rng.uniform(3, 12, 3)
@@ -156,7 +156,7 @@ def test_irregular_tumour_grown_by_5mm_reads_5mm() -> None:
             return np.any(d <= 0, axis=1)
         return f
 
-    direction = geometry.rotation_matrix(rng.uniform(0, 30, 3))
+    direction = geometry.rotation_matrix(list(rng.uniform(0, 30, 3)))
     sp = (0.8, 0.8, 2.0)
     abl = rasterise(sp, direction, np.zeros(3), 52.0, union(5.0))
     tum = rasterise(sp, direction, np.array([0.3, -0.2, 0.4]), 42.0, union(0.0))
@@ -187,9 +187,10 @@ def test_invariant_to_other_grid_for_same_shapes() -> None:
     axes, rot = np.array([19.0, 16.0, 22.0]), geometry.rotation_matrix((10, 20, 30))
     truth = float(ellipsoid_sd(ct[None], cz, axes, rot)[0]) - 10.0
     vals = []
-    for k in range(2):
-        d = geometry.rotation_matrix(rng.uniform(0, 90, 3))
-        abl = rasterise((0.75, 0.75, 1.5), d, cz + rng.uniform(-1, 1, 3), 50, ellipsoid(cz, axes, rot))
+    for _ in range(2):
+        d = geometry.rotation_matrix(list(rng.uniform(0, 90, 3)))
+        abl = rasterise((0.75, 0.75, 1.5), d, cz + rng.uniform(-1, 1, 3), 50,
+                        ellipsoid(cz, axes, rot))
         tum = rasterise((0.75, 0.75, 1.5), d, ct + rng.uniform(-1, 1, 3), 32, ball(ct, 10.0))
         les = compute_margin(tum, abl).lesions[0]
         vals.append(les.min_margin_mm)
@@ -208,7 +209,10 @@ def test_half_outside_tumour_fractions_residual_and_deficit_patch() -> None:
     tum = rasterise(sp, None, np.array([0.13, 0.0, 0.0]), 2 * r + 8, ball(np.zeros(3), r))
     res = compute_margin(tum, abl, threshold_mm=5.0)
     les = res.lesions[0]
-    assert abs(les.min_margin_mm + r) <= 0.3
+    # a flat face parallel to the grid carries no sub-voxel information: +-0.4 mm is all the
+    # data allow, and the local data band says so
+    assert abs(les.min_margin_mm + r) <= 0.45
+    assert les.uncertainty_terms["data_band_mm"] >= 0.3
     assert les.min_margin_point_lps[0] > r - 0.5
     np.testing.assert_allclose(les.min_margin_point_ras, np.array(les.min_margin_point_lps)
                                * [-1, -1, 1])
@@ -224,7 +228,8 @@ def test_half_outside_tumour_fractions_residual_and_deficit_patch() -> None:
     assert len(les.deficit_patches) >= 1
     p = les.deficit_patches[0]
     assert p.outward_direction_lps[0] > 0.9
-    assert abs(p.min_margin_mm - les.surface.margin_mm.min()) < 1e-9 if les.surface else False
+    assert p.min_margin_mm == les.min_margin_mm  # the patch holding the MAM carries it
+    assert all(q.min_margin_mm >= les.min_margin_mm for q in les.deficit_patches)
     d = les.to_dict()
     assert "surface" not in d and d["id"] == les.id and "deficit_patches" in d
     # margin map: float32 on the ablation grid, positive inside the zone
@@ -235,7 +240,7 @@ def test_half_outside_tumour_fractions_residual_and_deficit_patch() -> None:
         idx = mm.TransformPhysicalPointToIndex((x, 0.1, 0.0))
         val = mm.GetPixel(idx)
         xc = mm.TransformIndexToPhysicalPoint(idx)[0]
-        assert abs(val - (-xc)) < 0.3
+        assert abs(val - (-xc)) < 0.45  # voxel-level map: the plane lies between centres
 
 
 def test_levelset_tumour_input() -> None:
@@ -244,13 +249,14 @@ def test_levelset_tumour_input() -> None:
     cz, axes, rot = np.zeros(3), np.array([18.0, 20.0, 16.0]), geometry.rotation_matrix((0, 30, 0))
     truth = float(ellipsoid_sd(ct[None], cz, axes, rot)[0]) - r
     abl = rasterise((0.8, 0.8, 2.5), None, rng.uniform(-1, 1, 3), 46, ellipsoid(cz, axes, rot))
-    grid = geometry.make_grid((40, 40, 16), (0.8, 0.8, 2.5), None, ct)
+    grid = geometry.make_grid((40, 40, 16), (0.8, 0.8, 2.5), None, list(ct))
     pts = geometry.voxel_centers_lps(grid)
     ls = (r - np.linalg.norm(pts - ct, axis=-1)).astype(np.float32)
     les = compute_margin({4: geometry.array_to_image(ls, grid)}, abl).lesions[0]
     assert les.id == 4
     assert abs(les.min_margin_mm - truth) <= 0.75
-    assert abs(les.tumor_volume_ml - 4 / 3 * np.pi * r**3 / 1000) < 0.03 * 4 / 3 * np.pi * r**3 / 1000
+    vol = 4 / 3 * np.pi * r**3 / 1000
+    assert abs(les.tumor_volume_ml - vol) < 0.03 * vol
 
 
 def test_several_lesions_by_label_and_by_component() -> None:
@@ -259,7 +265,7 @@ def test_several_lesions_by_label_and_by_component() -> None:
     pts = geometry.voxel_centers_lps(grid).reshape(-1, 3)
     c1, c2 = np.array([-22.0, 0, 0]), np.array([22.0, 0, 0])
     lab = (ball(c1, 7.0)(pts) * 1 + ball(c2, 5.0)(pts) * 2).reshape(50, 80, 120).astype(np.uint8)
-    zone = (ball(c1, 12.0)(pts) | ball(c2 + [1.5, 0, 0], 9.0)(pts)).reshape(50, 80, 120)
+    zone = (ball(c1, 12.0)(pts) | ball(c2 + np.array([1.5, 0, 0]), 9.0)(pts)).reshape(50, 80, 120)
     abl = geometry.array_to_image(zone.astype(np.uint8), grid)
     res = compute_margin(geometry.array_to_image(lab, grid), abl)
     assert sorted(les.id for les in res.lesions) == [1, 2]
@@ -301,6 +307,7 @@ def test_write_margin_map_and_surface_mesh(tmp_path: Path) -> None:
     back = sitk.ReadImage(str(p))
     assert back.GetPixelID() == sitk.sitkFloat32
     assert geometry.same_grid(back, res.margin_map)  # type: ignore[arg-type]
+    assert res.margin_map is not None
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(back),
                                   sitk.GetArrayViewFromImage(res.margin_map))
     for suffix in (".vtp", ".vtk"):

@@ -137,3 +137,21 @@ def test_shape_based_level_of_cylinder_is_exact_between_slices() -> None:
     np.testing.assert_allclose(sp, [0.75, 0.8, 0.8])
     mid = lev[8:13]
     np.testing.assert_allclose(mid, np.repeat(mid[:1], 5, axis=0), atol=1e-5)
+
+
+def test_numba_cache_dir_falls_back_when_package_is_read_only(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: object) -> None:
+    import os
+
+    import numba
+
+    # registered so that monkeypatch restores both after the test
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "")
+    monkeypatch.setattr(numba.config, "CACHE_DIR", getattr(numba.config, "CACHE_DIR", ""),
+                        raising=False)
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(core.tempfile, "gettempdir", lambda: str(tmp_path))
+    core._ensure_numba_cache_dir()
+    target = os.environ["NUMBA_CACHE_DIR"]
+    assert target.startswith(str(tmp_path)) and os.path.isdir(target)
+    assert getattr(numba.config, "CACHE_DIR", None) == target

@@ -257,12 +257,7 @@ def align_mask(mask: sitk.Image, image: sitk.Image, *, what: str, path: str | os
         out = sitk.Image(mask)
         out.CopyInformation(image)
         return out
-    lo_i, hi_i = geometry.physical_bounds(image)
-    lo_m, hi_m = _nonzero_bounds(mask)
-    if np.any(hi_m < lo_i - tol) or np.any(lo_m > hi_i + tol):
-        raise InputError(f"{path}: {what} does not overlap the image in physical space "
-                         f"({what} spans LPS {_fmt(lo_m)}..{_fmt(hi_m)} mm, image "
-                         f"{_fmt(lo_i)}..{_fmt(hi_i)} mm)")
+    check_overlap(mask, image, what=what, path=path, tol_mm=tol)
     out = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0,
                         mask.GetPixelID())
     oarr = sitk.GetArrayViewFromImage(out)
@@ -280,6 +275,19 @@ def align_mask(mask: sitk.Image, image: sitk.Image, *, what: str, path: str | os
         warnings.append(f"{path}: {what} resampled (nearest neighbour) onto the image grid "
                         f"(volume {vol_in / 1000:.2f} -> {vol_out / 1000:.2f} ml)")
     return out
+
+
+def check_overlap(mask: sitk.Image, image: sitk.Image, *, what: str,
+                  path: str | os.PathLike[str], tol_mm: float = 0.0) -> None:
+    """Raise InputError naming ``path`` when the nonzero voxels of ``mask`` (their extents, LPS
+    mm, axis-aligned box) do not overlap ``image``'s extents; otherwise return. Nothing is
+    resampled, so sub-voxel shape information is kept for callers that work in physical space."""
+    lo_i, hi_i = geometry.physical_bounds(image)
+    lo_m, hi_m = _nonzero_bounds(mask)
+    if np.any(hi_m < lo_i - tol_mm) or np.any(lo_m > hi_i + tol_mm):
+        raise InputError(f"{path}: {what} does not overlap the image in physical space "
+                         f"({what} spans LPS {_fmt(lo_m)}..{_fmt(hi_m)} mm, image "
+                         f"{_fmt(lo_i)}..{_fmt(hi_i)} mm)")
 
 
 def _fmt(v: npt.ArrayLike) -> str:

@@ -7,14 +7,22 @@ Method (all geometry in physical LPS mm, so the two masks may lie on different g
 direction cosines and anisotropic spacing):
 
 1. Each binary mask is turned into a continuous level set by *shape-based interpolation* along its
-   thickest grid axis (:func:`a0verify.margin.core.shape_based_level`): exact 2-D signed distances
-   per slice (boundary half-way between pixel centres), joined between slices with the curvature of
-   the local cross-section radius, and closed between slices where the shape ends (caps) at the
-   pole predicted by that radius profile. Only a region of interest around each lesion is used.
-2. The tumour surface is the marching-cubes zero level of its level set (sub-voxel vertices); the
-   ablation-zone surface likewise, inside the tumour's ROI (tumour box + threshold + safety band).
-3. margin(vertex) = exact point-to-triangle distance to the zone surface, signed by the zone's
-   level set at the vertex. Area fractions, deficit patches and volumes follow from the meshes.
+   thickest grid axis (:func:`a0verify.margin.core.shape_based_level`): sub-pixel 2-D signed
+   distances per slice, joined between slices with the curvature of the local cross-section
+   radius, and closed between slices where the shape ends (caps) at the pole predicted by that
+   radius profile. Only a region of interest around each lesion is processed (tumour box +
+   threshold + safety band on the ablation grid).
+2. The tumour surface is the marching-cubes zero level of its level set (sub-voxel vertices).
+   Per-vertex margins come from the exact anisotropic EDT (Numba) of the refined zone level set,
+   sampled trilinearly; they give the area fractions, deficit patches and the surface mesh.
+3. The MAM itself is refined where it occurs: around the lowest-margin region(s), local implicit
+   quadrics are fitted to each mask's *voxel data* (linear programs: every quadric separating the
+   inside from the outside voxel centres is consistent with the data; the midpoint of the extreme
+   consistent surfaces is used and the half-range is the local data band), and the MAM is the gap
+   between the two patches along their common normal. This recovers sub-voxel positions at thick
+   slices and at caps, where border-voxel methods err by up to half a slice.
+4. ``uncertainty_mm`` is a calibrated 95 % half-width from the voxel extent along the margin
+   direction and the local data band (see UNC_* below).
 
 The tumour may be given as a label image (one lesion per label; a single label is split into
 26-connected components) or as a mapping ``{lesion_id: level-set image}`` where each image holds a
@@ -42,11 +50,23 @@ I64 = npt.NDArray[np.int64]
 
 #: Safety band (mm) added to the threshold around each tumour for the ablation ROI.
 SAFETY_MM = 6.0
-#: Calibrated 95 % half-width model of the MAM discretisation error (see tests/benchmarks):
-#: ``UNC_BASE + UNC_K * sqrt(h_t^2 + h_a^2)`` with h the spacing of each grid seen along the
-#: margin direction.
-UNC_BASE = 0.05
-UNC_K = 0.2
+#: Calibrated 95 % half-width model of the MAM discretisation error (patch estimates):
+#: ``UNC_BASE + UNC_K h + UNC_BAND min(band, UNC_BAND_CAP) + UNC_SHARP min(sharp h^2, cap)`` with
+#: h = sqrt(h_t^2 + h_a^2) the voxel extent of both grids seen along the margin direction, band
+#: the half-range of surface positions the voxel data allow at the MAM (local quadric fits) and
+#: sharp the curvature (1/mm) of the margin around its minimum (e.g. at the tip of an elongated
+#: tumour a small error in locating the minimum costs sharp * offset^2). Fitted on 160 random
+#: analytic cases (0.7 mm isotropic to 0.8 x 0.8 x 3 mm, axis-aligned and oblique: 98.8 %
+#: covered, mean half-width 0.22 mm); checked on fresh cases by
+#: ``benchmarks/bench_margin.py --accuracy``. Estimates that could not be refined (mesh only)
+#: use ``UNC_BASE + UNC_MESH_K h``.
+UNC_BASE = 0.06
+UNC_K = 0.03
+UNC_BAND = 0.3
+UNC_BAND_CAP = 1.0
+UNC_SHARP = 0.1
+UNC_SHARP_CAP = 2.0
+UNC_MESH_K = 0.35
 #: MAM refinement by local quadric patches (see :func:`_refine_mam`).
 REFINE_RADIUS_MIN_MM = 3.5
 REFINE_RADIUS_VOXELS = 3.0
@@ -54,6 +74,11 @@ REFINE_CANDIDATE_MM = 0.6
 REFINE_MAX_CANDIDATES = 2
 REFINE_MAX_SHIFT_MM = 1.0
 REFINE_STEP_MM = 1.0
+REFINE_BAND_MAX_MM = 1.0
+REFINE_BAND_OK_MM = 0.3
+REFINE_RADIUS_GROWTH = 1.35
+REFINE_RADIUS_MAX_MM = 12.0
+REFINE_SLACK_MAX_MM = 0.3
 
 
 @dataclass
@@ -103,6 +128,10 @@ class LesionMargin:
     #: True when the whole ROI around the tumour lies inside the zone: the MAM is then a lower
     #: bound (the zone boundary is farther than the ROI reaches).
     margin_is_lower_bound: bool = False
+    #: What the uncertainty was built from: grid_step_mm (voxel extent of both grids along the
+    #: margin direction), data_band_mm (local quadric band), sharpness_per_mm (curvature of the
+    #: margin around its minimum, 1/mm), source ("patch" or "mesh").
+    uncertainty_terms: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the surface mesh is left out)."""
@@ -139,7 +168,8 @@ class _Level:
     grid: sitk.Image  # parent grid (geometry only)
     spacing_fine: F64  # mm, permuted order
     mask: npt.NDArray[np.bool_] | None = None  # binary crop (z, y, x) it was built from
-    distance: npt.NDArray[np.float32] | None = None  # signed distance on the fine grid (mm)
+    distance: npt.NDArray[np.float32] | None = None  # signed distance (mm), every dist_step-th
+    dist_step: int = 1  # fine slice along axis 0
     _bnd: tuple[F64, npt.NDArray[np.bool_]] | None = None
 
     def boundary_lps(self) -> tuple[F64, npt.NDArray[np.bool_]]:
@@ -195,18 +225,9 @@ def _image_level(values: npt.NDArray[np.float32], grid: sitk.Image,
                   np.asarray(lo_zyx, np.float64), grid, sp)
 
 
-def _mesh(level: _Level, closed: bool) -> tuple[F64, I64]:
-    """Zero-level surface of ``level`` in LPS mm; outward (towards negative) face normals."""
-    vals = level.values
-    if closed:
-        verts, faces = core.surface_mesh(vals, level.spacing_fine, 0.0)
-    else:
-        from skimage import measure
-
-        if not (vals.max() > 0 > vals.min()):
-            return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-        v, f, _, _ = measure.marching_cubes(vals, level=0.0, allow_degenerate=False)
-        verts, faces = v.astype(np.float64), f.astype(np.int64)
+def _mesh(level: _Level) -> tuple[F64, I64]:
+    """Closed zero-level surface of ``level`` in LPS mm; outward (towards negative) normals."""
+    verts, faces = core.surface_mesh(level.values, level.spacing_fine, 0.0)
     if len(verts) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
     verts_lps = level.fine_to_lps(verts)
@@ -374,7 +395,7 @@ def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[An
     else:
         assert les.values is not None
         tlev = _image_level(les.values, les.grid, les.lo_zyx)
-    tv, tf = _mesh(tlev, closed=True)
+    tv, tf = _mesh(tlev)
     if len(tf) == 0:
         raise InputError(f"tumour lesion {les.id} has no surface (too small or empty)")
     # --- ablation-zone ROI around the tumour
@@ -395,7 +416,9 @@ def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[An
     # per-vertex margin: exact EDT of the refined zone level set (boundary half-way between the
     # fine samples), trilinear at the vertices; the MAM itself is refined below.
     assert zl.distance is not None
-    margin = core.trilinear(zl.distance, np.ascontiguousarray(zl.lps_to_fine(tv)), -np.inf)
+    fidx = zl.lps_to_fine(tv)
+    fidx[:, 0] /= zl.dist_step
+    margin = core.trilinear(zl.distance, np.ascontiguousarray(fidx), -np.inf)
     if np.any(np.isinf(margin) & (margin > 0)):
         # the whole ROI lies inside the zone: the margin is at least the ROI reach
         lower_bound = True
@@ -409,13 +432,24 @@ def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[An
     k = int(np.argmin(margin))
     vol_ml = core.mesh_volume(tv, tf) / 1000.0
     resid_ml = vol_ml * _outside_fraction(tlev, zl)
-    mam, mam_pt, unc = float(margin[k]), tv[k], _uncertainty(tv[k], tv, tf, normals, area,
-                                                            les.grid, ablation)
+    vn = _vertex_normals(tv, tf, normals, area)
+    ks, mam = _smooth_argmin(tv, vn, margin, k, _patch_radius(tlev, 100.0))
+    mam, mam_pt, band, source = min(mam, float(margin[k]) + 0.5), tv[ks], 0.0, "mesh"
+    sharp = 0.0
+    step = _grid_step(mam_pt, tv, tf, normals, area, les.grid, ablation)
     if not lower_bound:
         ref = _refine_mam(tv, tf, normals, area, margin, tlev, zl, vol_ml)
         if ref is not None:
-            mam, mam_pt, unc = ref
+            mam, mam_pt, band, sharp = ref
+            step = _grid_step(mam_pt, tv, tf, normals, area, les.grid, ablation)
+            source = "patch"
+    if source == "patch":
+        unc = (UNC_BASE + UNC_K * step + UNC_BAND * min(band, UNC_BAND_CAP)
+               + UNC_SHARP * min(sharp * step * step, UNC_SHARP_CAP))
+    else:
+        unc = UNC_BASE + UNC_MESH_K * step
     patches = _deficit_patches(tv, tf, margin, area, normals, threshold)
+    _align_patches(patches, mam, mam_pt)
     lm = LesionMargin(
         id=int(les.id),
         min_margin_mm=float(mam),
@@ -429,7 +463,9 @@ def _one_lesion(les: _LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[An
         surface_area_mm2=total,
         tumor_volume_ml=vol_ml,
         residual_volume_ml=resid_ml,
-        uncertainty_mm=unc,
+        uncertainty_mm=float(unc),
+        uncertainty_terms={"grid_step_mm": float(step), "data_band_mm": float(band),
+                           "sharpness_per_mm": float(sharp), "source": source},
         deficit_patches=patches,
         surface=mesh,
         margin_is_lower_bound=lower_bound,
@@ -456,7 +492,14 @@ def _zone_level(abl_arr: npt.NDArray[Any], ablation: sitk.Image,
     """Refined level set of the zone inside ``roi`` with its exact signed distance (mm)."""
     sub = np.asarray(abl_arr[roi.slices]) != 0
     zl = _mask_level(sub, ablation, roi.lo_zyx)
-    zl.distance = core.signed_distance(zl.values > 0, zl.spacing_fine)
+    # the distance map is only used for per-vertex margins (fractions, patches, candidates) and
+    # the output map: every ``dist_step``-th refined slice is plenty (slices <= ~1.3 mm apart)
+    step = max(1, zl.up // 2)
+    if zl.up % step:
+        step = 1
+    sp = zl.spacing_fine * np.array([step, 1.0, 1.0])
+    zl.distance = core.signed_distance(np.ascontiguousarray(zl.values[::step] > 0), sp)
+    zl.dist_step = step
     return zl
 
 
@@ -484,19 +527,18 @@ def _grid_step_along(grid: sitk.Image, direction_lps: F64) -> float:
     return float(np.sum(np.abs(direction_lps @ d) * s))
 
 
-def _uncertainty(p: F64, tv: F64, tf: I64, normals: F64, area: F64, tgrid: sitk.Image,
+def _grid_step(p: F64, tv: F64, tf: I64, normals: F64, area: F64, tgrid: sitk.Image,
                  agrid: sitk.Image) -> float:
-    """95 % half-width (mm) of the MAM discretisation error at surface point ``p``.
-
-    Both surfaces are reconstructed from voxels; the error along the margin direction scales with
-    the voxel extent seen along that direction (largest along a thick-slice axis)."""
+    """Combined voxel extent (mm) of the tumour and ablation grids seen along the tumour normal
+    at surface point ``p``: ``hypot(h_t, h_a)``. Both surfaces are reconstructed from voxels; their
+    position error along the margin direction scales with it (largest along thick slices)."""
     cen = tv[tf].mean(axis=1)
     near = np.linalg.norm(cen - p, axis=1) < 2.0 * float(max(tgrid.GetSpacing()))
     n = (normals[near] * area[near, None]).sum(axis=0) if near.any() else np.array([0, 0, 1.0])
     n = n / max(float(np.linalg.norm(n)), 1e-12)
     ht = _grid_step_along(tgrid, n)
     ha = _grid_step_along(agrid, n)
-    return float(UNC_BASE + UNC_K * np.hypot(ht, ha))
+    return float(np.hypot(ht, ha))
 
 
 def _vertex_normals(tv: F64, tf: I64, normals: F64, area: F64) -> F64:
@@ -512,15 +554,30 @@ def _patch_radius(level: _Level, cap: float) -> float:
 
 
 def _fit_level_patch(level: _Level, centre: F64, origin: F64, frame: F64, radius: float,
-                     mesh: tuple[F64, I64] | None) -> tuple[F64, float, float] | None:
+                     mesh: tuple[F64, I64] | None,
+                     max_radius: float | None = None) -> tuple[F64, float, float] | None:
     """Quadric patch of ``level``'s surface near ``centre`` in ``frame`` at ``origin``:
-    separating quadric of the voxel data for masks, least squares on the mesh for level sets."""
+    separating quadric of the voxel data for masks (the radius grows up to ``max_radius`` while
+    the data leave the surface height ambiguous, e.g. at caps seen on few thick slices; the
+    narrowest band wins), least squares on the mesh for level sets."""
     if level.mask is not None:
         pts, cls = level.boundary_lps()
-        sel = np.sum((pts - centre) ** 2, axis=1) <= radius * radius
-        if sel.sum() < 20:
-            return None
-        return core.fit_quadric_patch(pts[sel], cls[sel], origin, frame)
+        d2 = np.sum((pts - centre) ** 2, axis=1)
+        best: tuple[F64, float, float] | None = None
+        r = radius
+        rmax = radius if max_radius is None else max(radius, max_radius)
+        while True:
+            sel = d2 <= r * r
+            if sel.sum() >= 20:
+                fit = core.fit_quadric_patch(pts[sel], cls[sel], origin, frame)
+                if fit is not None and (best is None or fit[1] + fit[2] < best[1] + best[2]):
+                    best = fit
+                if best is not None and best[1] + best[2] <= REFINE_BAND_OK_MM:
+                    break
+            if r >= rmax:
+                break
+            r = min(rmax, r * REFINE_RADIUS_GROWTH)
+        return best
     if mesh is None:
         return None
     v = mesh[0]
@@ -534,53 +591,69 @@ def _fit_level_patch(level: _Level, centre: F64, origin: F64, frame: F64, radius
     return c, res, 0.0
 
 
-def _smooth_argmin(tv: F64, vn: F64, margin: F64, i: int, radius: float) -> int:
+def _smooth_argmin(tv: F64, vn: F64, margin: F64, i: int, radius: float) -> tuple[int, float]:
     """Vertex nearest to the minimum of a quadratic fitted to the mesh margins around vertex
-    ``i`` (the mesh margins are noisy at the voxel scale; their smooth trend locates the MAM)."""
+    ``i``, and the fitted (denoised) margin there. The mesh margins are noisy at the voxel scale;
+    their smooth trend locates the MAM and averages the noise."""
     p = tv[i]
     sel = np.flatnonzero(np.sum((tv - p) ** 2, axis=1) <= radius * radius)
     if len(sel) < 12:
-        return i
+        return i, float(margin[i])
     frame = core.local_frame(vn[i])
     q = (tv[sel] - p) @ frame.T
     phi = np.stack([np.ones(len(q)), q[:, 0], q[:, 1], q[:, 0] ** 2, q[:, 0] * q[:, 1],
                     q[:, 1] ** 2], axis=1)
     c, *_ = np.linalg.lstsq(phi, margin[sel], rcond=None)
     hess = np.array([[2 * c[3], c[4]], [c[4], 2 * c[5]]])
-    if np.linalg.eigvalsh(hess).min() <= 1e-6:
-        return i
-    x = np.linalg.solve(hess, -c[1:3])
-    if float(np.hypot(x[0], x[1])) > 0.6 * radius:
-        return i
+    x = np.zeros(2)
+    if np.linalg.eigvalsh(hess).min() > 1e-6:
+        x = np.linalg.solve(hess, -c[1:3])
+        if float(np.hypot(x[0], x[1])) > 0.6 * radius:
+            x = np.zeros(2)
+    val = float(c[0] + c[1] * x[0] + c[2] * x[1] + c[3] * x[0] ** 2 + c[4] * x[0] * x[1]
+                + c[5] * x[1] ** 2)
     target = p + x[0] * frame[0] + x[1] * frame[1]
-    return int(sel[np.argmin(np.sum((tv[sel] - target) ** 2, axis=1))])
+    j = int(sel[np.argmin(np.sum((tv[sel] - target) ** 2, axis=1))])
+    return j, min(val, float(margin[j]) + 0.5)
 
 
-def _patch_margin(tv: F64, vn: F64, margin: F64, i: int, tlev: _Level, zl: _Level, rt: float,
-                  rz: float, mesh: tuple[F64, I64]
-                  ) -> tuple[float, F64, float, F64, F64] | None:
+def _patch_margin(tv: F64, vn: F64, margin: F64, i: int, tlev: _Level, zl: _Level,
+                  rt: tuple[float, float], rz: tuple[float, float], mesh: tuple[F64, I64]
+                  ) -> tuple[float, F64, float, F64, F64, float] | None:
     """Margin at tumour vertex ``i`` from quadric patches of both surfaces along its normal.
 
-    Returns (margin mm, surface point LPS, 95 % half-width mm, in-patch minimiser (u, v) of the
+    Returns (margin mm, surface point LPS, half-range of the data-consistent surfaces mm,
+    in-patch minimiser (u, v) of the
     gap between the patches (mm), frame) or None when a patch cannot be fitted."""
     p = tv[i]
     frame = core.local_frame(vn[i])
-    ft = _fit_level_patch(tlev, p, p, frame, rt, mesh)
-    fz = _fit_level_patch(zl, p + margin[i] * vn[i], p, frame, rz, None)
+    ft = _fit_level_patch(tlev, p, p, frame, rt[0], mesh, rt[1])
+    # the zone patch is fitted in the same axes, centred on the zone surface near p + margin n
+    # (the quadric's regularisation is meant for its own neighbourhood)
+    shift = float(margin[i])
+    fz = _fit_level_patch(zl, p + shift * vn[i], p + shift * vn[i], frame, rz[0], None, rz[1])
     if ft is None or fz is None:
         return None
-    # tumour patch surface points on a small (u, v) grid around the vertex, their distance to
-    # the zone patch; the value at the vertex is the estimate, the quadratic trend locates the
-    # minimum for the next iteration.
+    if max(ft[1], fz[1]) > REFINE_BAND_MAX_MM or max(ft[2], fz[2]) > REFINE_SLACK_MAX_MM:
+        return None  # the voxel data do not pin the surface down locally
+    # Gap along the shared normal n between the two patches on a small (u, v) grid around the
+    # vertex (each patch is evaluated only near its own data); at the MAM pair both surfaces are
+    # normal to n, so the gap times the cosine between n and the zone normal is the distance.
+    # The value at the vertex is the estimate; the gap's quadratic trend locates the minimum for
+    # the next iteration.
     g1 = np.array([-1.0, 0.0, 1.0]) * REFINE_STEP_MM
     uu, vv = np.meshgrid(g1, g1, indexing="ij")
     uv = np.stack([uu.ravel(), vv.ravel()], axis=1)
     hts = np.array([core.quadric_height(ft[0], a, b) for a, b in uv])
-    qt = np.column_stack([uv, hts])
-    d = core.quadric_distance(fz[0], qt)
+    hzs = np.array([core.quadric_height(fz[0], a, b) for a, b in uv])
+    d = shift + hzs - hts
     if not np.all(np.isfinite(d)):
         return None
-    gap = float(d[4])
+    grad = core.quadric_gradient(fz[0], np.array([[0.0, 0.0, hzs[4]]]))[0]
+    cos = float(-grad[2] / max(float(np.linalg.norm(grad)), 1e-12))
+    if cos < 0.5:
+        return None  # the zone surface is far from normal to n here: not a margin pair
+    gap = float(d[4]) * cos
     phi = np.stack([np.ones(9), uv[:, 0], uv[:, 1], uv[:, 0] ** 2, uv[:, 0] * uv[:, 1],
                     uv[:, 1] ** 2], axis=1)
     g, *_ = np.linalg.lstsq(phi, d, rcond=None)
@@ -590,18 +663,19 @@ def _patch_margin(tv: F64, vn: F64, margin: F64, i: int, tlev: _Level, zl: _Leve
         x = np.linalg.solve(hess, -g[1:3])
     pt = p + hts[4] * frame[2]
     half = float(np.hypot(ft[1], fz[1]) + ft[2] + fz[2])
-    return gap, pt, UNC_BASE + UNC_K * half, x, frame
+    sharp = float(max(np.linalg.eigvalsh(hess).max(), 0.0)) / 2.0
+    return gap, pt, half, x, frame, sharp
 
 
 def _refine_mam(tv: F64, tf: I64, normals: F64, area: F64, margin: F64, tlev: _Level,
-                zl: _Level, vol_ml: float) -> tuple[float, F64, float] | None:
+                zl: _Level, vol_ml: float) -> tuple[float, F64, float, float] | None:
     """MAM refined by local quadric patches fitted to both masks' voxel data around the few
-    lowest-margin regions of the mesh estimate. Returns (MAM mm, LPS point, 95 % half-width mm)
+    lowest-margin regions of the mesh estimate. Returns (MAM mm, LPS point, data band mm)
     or None when no patch could be fitted (the mesh estimate then stands)."""
     vn = _vertex_normals(tv, tf, normals, area)
     r_eq = (3.0 * vol_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
-    rt = _patch_radius(tlev, 0.9 * r_eq)
-    rz = _patch_radius(zl, 15.0)
+    rt = (_patch_radius(tlev, 0.9 * r_eq), min(REFINE_RADIUS_MAX_MM, 1.2 * r_eq))
+    rz = (_patch_radius(zl, 15.0), REFINE_RADIUS_MAX_MM)
     order = np.argsort(margin)
     m0 = float(margin[order[0]])
     spread = REFINE_CANDIDATE_MM + 0.5 * float(max(zl.grid.GetSpacing()))
@@ -609,29 +683,44 @@ def _refine_mam(tv: F64, tf: I64, normals: F64, area: F64, margin: F64, tlev: _L
     for i in order:
         if margin[i] > m0 + spread or len(chosen) >= REFINE_MAX_CANDIDATES:
             break
-        if all(np.linalg.norm(tv[i] - tv[j]) > rt for j in chosen):
+        if all(np.linalg.norm(tv[i] - tv[j]) > rt[0] for j in chosen):
             chosen.append(int(i))
-    best: tuple[float, F64, float] | None = None
+    best: tuple[float, F64, float, float] | None = None
     for i0 in chosen:
-        i = _smooth_argmin(tv, vn, margin, i0, rt)
+        i, _ = _smooth_argmin(tv, vn, margin, i0, rt[0])
         res = None
         for _ in range(2):
             res = _patch_margin(tv, vn, margin, i, tlev, zl, rt, rz, (tv, tf))
             if res is None:
                 break
             x = res[3]
-            if not (0.2 < float(np.hypot(x[0], x[1])) < 0.5 * rt):
+            if not (0.2 < float(np.hypot(x[0], x[1])) < 0.5 * rt[0]):
                 break
             target = tv[i] + x[0] * res[4][0] + x[1] * res[4][1]
             i = int(np.argmin(np.sum((tv - target) ** 2, axis=1)))
         if res is None:
             continue
-        gap, pt, unc = res[0], res[1], res[2]
+        gap, pt, unc, sharp = res[0], res[1], res[2], res[5]
         if abs(gap - margin[i]) > REFINE_MAX_SHIFT_MM + float(max(zl.grid.GetSpacing())):
             continue  # patch fit disagrees grossly with the mesh: do not trust it
         if best is None or gap < best[0]:
-            best = (gap, pt, unc)
+            best = (gap, pt, unc, sharp)
     return best
+
+
+def _align_patches(patches: list[DeficitPatch], mam: float, mam_pt: F64) -> None:
+    """Make patch minima consistent with the refined MAM: none lies below it, and the patch
+    nearest to the MAM point carries it (per-vertex margins are voxel-level estimates)."""
+    if not patches:
+        return
+    d = [float(np.linalg.norm(np.asarray(p.min_margin_point_lps) - mam_pt)) for p in patches]
+    k = int(np.argmin(d))
+    for i, p in enumerate(patches):
+        if i == k and mam < p.min_margin_mm + 1.0:
+            p.min_margin_mm = float(mam)
+            p.min_margin_point_lps = [float(v) for v in mam_pt]
+        elif p.min_margin_mm < mam:
+            p.min_margin_mm = float(mam)
 
 
 def _deficit_patches(v: F64, f: I64, margin: F64, area: F64, normals: F64,
@@ -664,7 +753,7 @@ def _deficit_patches(v: F64, f: I64, margin: F64, area: F64, normals: F64,
 def _native_distance(zl: _Level) -> npt.NDArray[np.float32]:
     """The zone's fine-grid signed distance at the native voxel centres of its ROI (z, y, x)."""
     assert zl.distance is not None
-    d = zl.distance[:: zl.up]
+    d = zl.distance[:: zl.up // zl.dist_step]
     inv = np.argsort(zl.perm)
     return np.ascontiguousarray(np.transpose(d, inv))
 

@@ -52,7 +52,29 @@ def _ensure_numba_cache_dir() -> None:
 
 _ensure_numba_cache_dir()
 
+import contextlib  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
+
+#: Below this many elements the parallel kernels run on one thread: on small regions of interest
+#: thread start-up and contention (the CLI shares 2 cores) cost more than they gain.
+PARALLEL_MIN_ELEMENTS = 2_000_000
+
+
+@contextlib.contextmanager
+def _threads_for(n_elements: int) -> Iterator[None]:
+    """Run the enclosed Numba parallel kernels on one thread for small inputs."""
+    if n_elements >= PARALLEL_MIN_ELEMENTS:
+        yield
+        return
+    prev = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(prev)
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -147,8 +169,13 @@ def _edt_sq_3d(mask: npt.NDArray[np.bool_], sz: float, sy: float, sx: float,
         v = np.empty(ny, np.int64)
         zz = np.empty(ny + 1, np.float64)
         for i in range(nx):
+            nonzero = False
             for j in range(ny):
                 f[j] = out[k, j, i]
+                if f[j] != 0.0:
+                    nonzero = True
+            if not nonzero:  # background column: stays 0
+                continue
             _envelope_line(f, sy, o, v, zz)
             for j in range(ny):
                 out[k, j, i] = o[j]
@@ -159,8 +186,13 @@ def _edt_sq_3d(mask: npt.NDArray[np.bool_], sz: float, sy: float, sx: float,
             v = np.empty(nz, np.int64)
             zz = np.empty(nz + 1, np.float64)
             for i in range(nx):
+                nonzero = False
                 for k in range(nz):
                     f[k] = out[k, j, i]
+                    if f[k] != 0.0:
+                        nonzero = True
+                if not nonzero:
+                    continue
                 _envelope_line(f, sz, o, v, zz)
                 for k in range(nz):
                     out[k, j, i] = o[k]
@@ -180,7 +212,8 @@ def edt(mask: npt.ArrayLike, spacing_zyx: npt.ArrayLike, per_slice: bool = False
     if m.ndim != 3:
         raise ValueError(f"edt expects a 3-D array, got shape {m.shape}")
     sp = np.asarray(spacing_zyx, np.float64).reshape(3)
-    out = _edt_sq_3d(m, float(sp[0]), float(sp[1]), float(sp[2]), not per_slice)
+    with _threads_for(m.size):
+        out = _edt_sq_3d(m, float(sp[0]), float(sp[1]), float(sp[2]), not per_slice)
     np.sqrt(out, out=out)
     return out
 
@@ -218,44 +251,13 @@ def _combine_signed(m: npt.NDArray[np.bool_], d_out: F32, d_in: F32, h: float) -
 
 
 def _signed_from_edts(m: BoolArr, sp: F64, h: float, per_slice: bool) -> F32:
-    d_out = _edt_sq_3d(m, float(sp[0]), float(sp[1]), float(sp[2]), not per_slice)
-    d_in = _edt_sq_3d(~m, float(sp[0]), float(sp[1]), float(sp[2]), not per_slice)
-    return _combine_signed(m, d_out, d_in, h)
+    with _threads_for(m.size):
+        d_out = _edt_sq_3d(m, float(sp[0]), float(sp[1]), float(sp[2]), not per_slice)
+        d_in = _edt_sq_3d(~m, float(sp[0]), float(sp[1]), float(sp[2]), not per_slice)
+        return _combine_signed(m, d_out, d_in, h)
 
 
 # --------------------------------------------------------------------------- label boxes (Numba)
-@njit(cache=True, parallel=True)
-def _label_boxes_kernel(arr: npt.NDArray[np.int64], nlab: int) -> npt.NDArray[np.int64]:
-    """Per-slice partial boxes; reduced afterwards. ``arr`` holds labels 0..nlab-1 as int."""
-    nz, ny, nx = arr.shape
-    part = np.empty((nz, nlab, 6), np.int64)
-    for k in prange(nz):
-        for lab in range(nlab):
-            part[k, lab, 0] = nz
-            part[k, lab, 1] = ny
-            part[k, lab, 2] = nx
-            part[k, lab, 3] = -1
-            part[k, lab, 4] = -1
-            part[k, lab, 5] = -1
-        for j in range(ny):
-            for i in range(nx):
-                lab = arr[k, j, i]
-                if lab > 0:
-                    if k < part[k, lab, 0]:
-                        part[k, lab, 0] = k
-                    if j < part[k, lab, 1]:
-                        part[k, lab, 1] = j
-                    if i < part[k, lab, 2]:
-                        part[k, lab, 2] = i
-                    if k > part[k, lab, 3]:
-                        part[k, lab, 3] = k
-                    if j > part[k, lab, 4]:
-                        part[k, lab, 4] = j
-                    if i > part[k, lab, 5]:
-                        part[k, lab, 5] = i
-    return part
-
-
 @njit(cache=True, parallel=True)
 def _nonzero_slices(arr: npt.NDArray[np.uint8], words: npt.NDArray[np.uint64]
                     ) -> npt.NDArray[np.int64]:
@@ -290,7 +292,8 @@ def _nonzero_slices(arr: npt.NDArray[np.uint8], words: npt.NDArray[np.uint64]
     return out
 
 
-def nonzero_box(arr: npt.NDArray[np.generic]) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+def nonzero_box(arr: npt.NDArray[np.generic]
+                ) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
     """Half-open (z, y, x) index box of the nonzero voxels of a 3-D array, or None when empty.
 
     One parallel pass over the data (no temporary full-size boolean array for byte images)."""
@@ -499,16 +502,25 @@ def shape_based_level(mask: BoolArr, spacing: npt.ArrayLike, upsample: int,
     r = ndimage.maximum_filter(s, size=(1, w[0], w[1]), mode="nearest")
     zk = np.arange(s.shape[0], dtype=np.float64) * sp[0]
     u = max(1, int(upsample))
-    lev = _sbi_kernel(np.ascontiguousarray(s, np.float32), np.ascontiguousarray(r, np.float32),
-                      zk, u)
+    with _threads_for(s.size * u):
+        lev = _sbi_kernel(np.ascontiguousarray(s, np.float32),
+                          np.ascontiguousarray(r, np.float32), zk, u)
     return lev, np.array([sp[0] / u, sp[1], sp[2]])
 
 
 # --------------------------------------------------------------------------- sampling / meshes
-@njit(cache=True, parallel=True)
-def trilinear(volume: F32, index_zyx: F64, outside_value: float) -> F64:
+def trilinear(volume: npt.NDArray[np.floating], index_zyx: npt.ArrayLike,
+              outside_value: float) -> F64:
     """Trilinear interpolation of ``volume`` (z, y, x) at continuous array indices (N, 3);
     points outside the sample lattice get ``outside_value``."""
+    vol = np.ascontiguousarray(volume, np.float32)
+    idx = np.ascontiguousarray(np.asarray(index_zyx, np.float64).reshape(-1, 3))
+    with _threads_for(len(idx) * 64):
+        return _trilinear_kernel(vol, idx, float(outside_value))
+
+
+@njit(cache=True, parallel=True)
+def _trilinear_kernel(volume: F32, index_zyx: F64, outside_value: float) -> F64:
     n = index_zyx.shape[0]
     nz, ny, nx = volume.shape
     out = np.empty(n, np.float64)
