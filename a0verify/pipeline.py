@@ -305,7 +305,7 @@ def run_case(
         from a0verify.segmentation import segment_tumor
 
         t0 = time.perf_counter()
-        segs = [segment_tumor(pre, s) for s in tumor_seeds]
+        segs = [segment_tumor(pre, s, source=str(pre_path)) for s in tumor_seeds]
         tumor = _labels_from_masks([s.mask for s in segs])
         warnings += [w for s in segs for w in s.warnings]
         seg_info["tumor"] = {"method": segs[0].method, "seeds_lps": [list(s) for s in tumor_seeds],
@@ -318,7 +318,7 @@ def run_case(
         from a0verify.segmentation import segment_ablation
 
         t0 = time.perf_counter()
-        seg = segment_ablation(post, list(ablation_seeds))
+        seg = segment_ablation(post, list(ablation_seeds), source=str(post_path))
         ablation = seg.mask
         warnings += seg.warnings
         seg_info["ablation"] = {"method": seg.method, "stats": seg.stats,

@@ -31,7 +31,7 @@ HCC048_LIVER_POINT_LPS: tuple[float, float, float] = (-80.0, -40.0, -262.0)
 class Ellipsoid:
     """Ellipsoid with semi-axes ``axes_mm`` along the columns of R(rotation_deg), centre LPS mm."""
 
-    center_lps: Sequence[float]
+    center_lps: npt.ArrayLike
     axes_mm: Sequence[float]
     rotation_deg: Sequence[float] = (0.0, 0.0, 0.0)
 
@@ -67,18 +67,22 @@ def paint_ablation_zone(
     n_gas: int = 3,
     gas_radius_mm: float = 1.5,
     needle_tract: bool = True,
+    tract_exit_mm: float = 0.0,
+    tract_radius_mm: float = 1.0,
     blur_mm: float = 0.6,
     seed: int = 0,
 ) -> PaintedCase:
     """Return ``image`` with an ablation zone painted in, and the truth mask (same grid).
 
     Gas bubbles (``n_gas``, radius ``gas_radius_mm``) are placed at random inside the first
-    ellipsoid at least 3 mm from its surface; the needle tract (radius 1 mm) runs along the first
-    ellipsoid's longest axis and stops 3 mm inside the surface.
+    ellipsoid at least 3 mm from its surface; the needle tract (radius ``tract_radius_mm``, gas)
+    runs along the first ellipsoid's longest axis and stops 3 mm inside the surface; with
+    ``tract_exit_mm`` > 0 a coagulated tract (``zone_hu``, same radius) continues that far
+    beyond the zone's surface through the rim and parenchyma (not part of the truth: a leak path).
     """
     rng = np.random.default_rng(seed)
     pad = max(max(z.axes_mm) for z in zones) + rim_mm + 6.0
-    centres = np.array([z.center_lps for z in zones], float)
+    centres = np.array([np.asarray(z.center_lps, float) for z in zones])
     box = geometry.roi_box_around_lps(image, centres, pad)
     roi_img = geometry.crop(image, box)
     pts = geometry.voxel_centers_lps(roi_img)
@@ -105,12 +109,17 @@ def paint_ablation_zone(
         g = c0 + rot0 @ q
         gas_centres.append([float(v) for v in g])
         gas |= np.linalg.norm(pts - g, axis=-1) <= gas_radius_mm
-    if needle_tract:
+    if needle_tract or tract_exit_mm > 0:
         ax = int(np.argmax(a0))
         u = rot0[:, ax]
         t = (pts - c0) @ u
         perp = np.linalg.norm((pts - c0) - t[..., None] * u, axis=-1)
-        gas |= (perp <= 1.0) & (t >= 0) & (t <= a0[ax] - 3.0)
+        if needle_tract:
+            gas |= (perp <= tract_radius_mm) & (t >= 0) & (t <= a0[ax] - 3.0)
+        if tract_exit_mm > 0:
+            exit_ = (perp <= tract_radius_mm) & (t >= 0) & (t <= a0[ax] + tract_exit_mm) & ~zone
+            clean[exit_] = zone_hu + het[exit_]
+            sd = np.where(exit_, 0.0, sd)  # the painted region includes the tract
     clean[gas & zone] = -950.0
     blurred = ndimage.gaussian_filter(clean, sigma=blur_mm / spacing, mode="nearest")
     noise = ndimage.gaussian_filter(rng.normal(0, 1, clean.shape), sigma=0.6)

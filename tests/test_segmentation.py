@@ -1,0 +1,238 @@
+"""Seeded segmentation: analytic synthetic zones (fast) and metrics against independent code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from a0verify import geometry
+from a0verify.errors import InputError, SegmentationError
+from a0verify.phantom import ellipsoid_sd_grid
+from a0verify.segmentation import (
+    dice_coefficient,
+    hausdorff95_mm,
+    hausdorff_mm,
+    segment_ablation,
+    segment_tumor,
+)
+
+ROT = geometry.rotation_matrix([20.0, -15.0, 30.0])
+
+
+def _scene(
+    spacing: Sequence[float] = (0.8, 0.8, 2.0),
+    size: Sequence[int] = (110, 110, 40),
+    direction_deg: Sequence[float] = (0.0, 0.0, 0.0),
+    zones: Sequence[tuple[Sequence[float], Sequence[float]]] = (((0.0, 0.0, 0.0), (14, 10, 12)),),
+    zone_hu: float = 35.0,
+    rim_hu: float = 125.0,
+    gas: Sequence[tuple[Sequence[float], float]] = (((3.0, 2.0, 0.0), 2.0),),
+    noise_hu: float = 12.0,
+    background_hu: float = 100.0,
+    seed: int = 0,
+) -> tuple[sitk.Image, sitk.Image]:
+    """Liver-like block (``background_hu``) with ellipsoidal zones (rotated by ROT), a 1.5 mm
+    rim, gas spheres (-950 HU) and correlated noise. Returns (CT Int16, truth UInt8)."""
+    grid = geometry.make_grid(size, spacing, geometry.rotation_matrix(direction_deg))
+    pts = geometry.voxel_centers_lps(grid)
+    hu = np.full(pts.shape[:-1], background_hu)
+    sd = np.full(pts.shape[:-1], -np.inf)
+    for c, a in zones:
+        sd = np.maximum(sd, ellipsoid_sd_grid(pts, np.asarray(c, float), np.asarray(a, float),
+                                              ROT))
+    rim = (sd < 0) & (sd >= -1.5)
+    hu[rim] = rim_hu
+    hu[sd >= 0] = zone_hu
+    for g, r in gas:
+        hu[np.linalg.norm(pts - np.asarray(g), axis=-1) <= r] = -950.0
+    sig = 0.6 / geometry.spacing_zyx(grid)
+    hu = ndimage.gaussian_filter(hu, sig)
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.normal(0, 1, hu.shape), 0.6)
+    hu = hu + noise * noise_hu / noise.std()
+    img = geometry.array_to_image(np.rint(hu).astype(np.int16), grid)
+    truth = geometry.array_to_image((sd >= 0).astype(np.uint8), grid)
+    return img, truth
+
+
+# --------------------------------------------------------------------------- metrics
+def _box_mask(shape: tuple[int, int, int], lo: tuple[int, int, int], hi: tuple[int, int, int],
+              spacing_xyz: Sequence[float]) -> sitk.Image:
+    a = np.zeros(shape, np.uint8)
+    a[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = 1
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing(spacing_xyz)
+    return img
+
+
+def test_metrics_shifted_box_analytic() -> None:
+    """A box shifted by k voxels along x (spacing sx): Dice = (W - k) / W, Hausdorff = k sx."""
+    sp = (0.5, 1.0, 2.0)  # (x, y, z)
+    a = _box_mask((30, 40, 60), (5, 5, 10), (25, 35, 40), sp)  # x width W = 30
+    b = _box_mask((30, 40, 60), (5, 5, 14), (25, 35, 44), sp)  # shifted k = 4 along x
+    assert dice_coefficient(a, b) == pytest.approx(26 / 30)
+    assert hausdorff_mm(a, b, 100.0) == pytest.approx(4 * 0.5)
+    assert dice_coefficient(a, a) == 1.0
+    assert hausdorff95_mm(a, a) == 0.0
+
+
+def test_hd95_matches_kdtree_brute_force() -> None:
+    """Cross-check the EDT-based surface distances with a KD-tree on border voxel centres."""
+    sp = np.array([0.7, 0.9, 2.5])  # x, y, z
+    grid = geometry.make_grid((50, 50, 20), sp.tolist(), geometry.rotation_matrix([5, 10, -20]))
+    pts = geometry.voxel_centers_lps(grid)
+    a = ellipsoid_sd_grid(pts, np.zeros(3), np.array([12.0, 9.0, 15.0]), ROT) >= 0
+    b = ellipsoid_sd_grid(pts, np.array([1.5, -1.0, 2.0]), np.array([10.0, 10.0, 13.0]),
+                          np.eye(3)) >= 0
+    ia, ib = (geometry.array_to_image(m.astype(np.uint8), grid) for m in (a, b))
+
+    def border(m: np.ndarray) -> np.ndarray:
+        return m & ~ndimage.binary_erosion(m, ndimage.generate_binary_structure(3, 1))
+
+    pa, pb = pts[border(a)], pts[border(b)]
+    d = np.concatenate([cKDTree(pb).query(pa)[0], cKDTree(pa).query(pb)[0]])
+    assert hausdorff95_mm(ia, ib) == pytest.approx(np.percentile(d, 95), abs=1e-9)
+    assert hausdorff_mm(ia, ib, 100) == pytest.approx(d.max(), abs=1e-9)
+    inter = np.logical_and(a, b).sum()
+    assert dice_coefficient(ia, ib) == pytest.approx(2 * inter / (a.sum() + b.sum()))
+
+
+def test_metrics_reject_other_grid_and_empty() -> None:
+    a = _box_mask((10, 10, 10), (2, 2, 2), (5, 5, 5), (1, 1, 1))
+    b = _box_mask((10, 10, 10), (2, 2, 2), (5, 5, 5), (1, 1, 2))
+    with pytest.raises(ValueError, match="grid"):
+        dice_coefficient(a, b)
+    empty = _box_mask((10, 10, 10), (0, 0, 0), (0, 0, 0), (1, 1, 1))
+    assert dice_coefficient(empty, empty) == 1.0
+    with pytest.raises(ValueError, match="empty"):
+        hausdorff95_mm(a, empty)
+
+
+# --------------------------------------------------------------------------- ablation zone
+@pytest.mark.parametrize(
+    ("spacing", "size", "direction"),
+    [
+        ((0.8, 0.8, 2.0), (110, 110, 40), (0.0, 0.0, 0.0)),
+        ((1.0, 1.0, 1.0), (80, 80, 80), (10.0, -5.0, 25.0)),
+        ((0.7, 0.7, 3.0), (120, 120, 28), (0.0, 0.0, 90.0)),
+    ],
+)
+def test_ablation_zone_accuracy(spacing: tuple[float, float, float], size: tuple[int, int, int],
+                                direction: tuple[float, float, float]) -> None:
+    img, truth = _scene(spacing, size, direction)
+    res = segment_ablation(img, [(0.0, 0.0, 0.0)])
+    assert geometry.same_grid(res.mask, img)
+    assert res.mask.GetPixelID() == sitk.sitkUInt8
+    assert set(np.unique(sitk.GetArrayViewFromImage(res.mask))) <= {0, 1}
+    assert dice_coefficient(res.mask, truth) >= 0.93
+    assert hausdorff95_mm(res.mask, truth) <= 2.0
+    vol_truth = sitk.GetArrayViewFromImage(truth).sum() * geometry.voxel_volume_ml(img)
+    assert res.stats["volume_ml"] == pytest.approx(vol_truth, rel=0.08)
+    assert res.warnings == []
+    json.dumps(res.stats)  # JSON serialisable
+    assert all(isinstance(v, float) for v in res.stats.values())
+
+
+def test_gas_inside_included_rim_excluded_seed_on_gas() -> None:
+    """Gas bubbles (-950 HU) belong to the zone, the enhancing rim does not; a seed placed on a
+    gas bubble still works."""
+    gas_c = (3.0, 2.0, 0.0)
+    img, truth = _scene(gas=((gas_c, 2.5), ((-6.0, -3.0, 2.0), 1.5)))
+    res = segment_ablation(img, [gas_c])
+    m = sitk.GetArrayViewFromImage(res.mask).astype(bool)
+    pts = geometry.voxel_centers_lps(img)
+    in_gas = np.linalg.norm(pts - np.asarray(gas_c), axis=-1) <= 2.5
+    assert m[in_gas].all()
+    sd = ellipsoid_sd_grid(pts, np.zeros(3), np.array([14.0, 10.0, 12.0]), ROT)
+    rim_core = (sd <= -0.6) & (sd >= -1.5)  # rim voxels well outside the boundary
+    assert m[rim_core].mean() < 0.05
+    assert dice_coefficient(res.mask, truth) >= 0.93
+
+
+def test_several_seeds_union_and_separate_zones() -> None:
+    zones = (((-16.0, 0.0, 0.0), (9, 8, 8)), ((16.0, 2.0, 0.0), (9, 7, 8)))
+    img, truth = _scene(zones=zones, gas=())
+    both = segment_ablation(img, [zones[0][0], zones[1][0]])
+    assert dice_coefficient(both.mask, truth) >= 0.90
+    assert both.stats["n_components"] == 2.0
+    one = segment_ablation(img, [zones[0][0]])
+    vol_one = one.stats["volume_ml"]
+    assert 0.35 < vol_one / both.stats["volume_ml"] < 0.65
+
+
+def test_confluent_zones_one_or_two_seeds() -> None:
+    zones = (((-6.0, 0.0, 0.0), (11, 9, 9)), ((6.0, 1.0, 0.0), (11, 9, 9)))
+    img, truth = _scene(zones=zones, gas=())
+    two = segment_ablation(img, [zones[0][0], zones[1][0]])
+    one = segment_ablation(img, [zones[0][0]])
+    for r in (one, two):
+        assert r.stats["n_components"] == 1.0
+        assert dice_coefficient(r.mask, truth) >= 0.93
+
+
+def test_leak_through_thin_channel_is_cut() -> None:
+    """A zone joined by a 2 mm wide dark channel to a large dark region: the neck cut keeps the
+    zone only."""
+    img, truth = _scene(gas=())
+    arr = sitk.GetArrayFromImage(img)
+    pts = geometry.voxel_centers_lps(img)
+    channel = (np.abs(pts[..., 1]) <= 1.0) & (np.abs(pts[..., 2]) <= 1.0) & (pts[..., 0] > 5) \
+        & (pts[..., 0] < 30)
+    big = pts[..., 0] >= 30  # dark (fat-like) slab beyond the channel
+    arr[channel | big] = 20
+    leaky = geometry.array_to_image(arr, img)
+    res = segment_ablation(leaky, [(0.0, 0.0, 0.0)])
+    assert dice_coefficient(res.mask, truth) >= 0.9
+
+
+def test_seed_in_parenchyma_is_a_segmentation_error() -> None:
+    img, _ = _scene(zones=(((0.0, 0.0, 0.0), (0.1, 0.1, 0.1)),), gas=(), rim_hu=100.0)
+    with pytest.raises(SegmentationError, match="ablation"):
+        segment_ablation(img, [(10.0, 10.0, 0.0)])
+
+
+def test_seed_in_gas_only_is_a_segmentation_error() -> None:
+    img, _ = _scene(gas=(((0.0, 0.0, 0.0), 8.0),))
+    with pytest.raises(SegmentationError, match="gas"):
+        segment_ablation(img, [(0.0, 0.0, 0.0)])
+
+
+def test_seed_outside_image_is_an_input_error() -> None:
+    img, _ = _scene()
+    with pytest.raises(InputError, match=r"seed \(0\.0, 0\.0, 500\.0\) mm lies outside "
+                                         r"post-ablation CT image"):
+        segment_ablation(img, [(0.0, 0.0, 500.0)])
+    with pytest.raises(InputError, match=r"^x\.nii: seed .* lies outside pre-ablation CT image"):
+        segment_tumor(img, (900.0, 0.0, 0.0), source="x.nii")
+    with pytest.raises(InputError, match="no seed"):
+        segment_ablation(img, [])
+
+
+def test_truncated_zone_warns() -> None:
+    """A zone cut by the image edge gives a mask and a 'touches the image edge' warning."""
+    img, truth = _scene(size=(110, 110, 12), gas=())
+    res = segment_ablation(img, [(0.0, 0.0, 0.0)])
+    assert any("image edge" in w for w in res.warnings)
+    assert dice_coefficient(res.mask, truth) >= 0.9
+
+
+# --------------------------------------------------------------------------- tumour
+@pytest.mark.parametrize(("tumor_hu", "background_hu"), [(55.0, 100.0), (170.0, 100.0)])
+def test_tumor_hypo_and_hyperdense(tumor_hu: float, background_hu: float) -> None:
+    img, truth = _scene(zones=(((2.0, -1.0, 0.0), (9, 8, 8.5)),), zone_hu=tumor_hu,
+                        rim_hu=background_hu, gas=(), background_hu=background_hu)
+    res = segment_tumor(img, (2.0, -1.0, 0.0))
+    assert dice_coefficient(res.mask, truth) >= 0.88
+    assert res.stats["contrast_hu"] == pytest.approx(background_hu - tumor_hu, abs=20)
+
+
+def test_tumor_without_contrast_is_a_segmentation_error() -> None:
+    img, _ = _scene(zones=(((0.0, 0.0, 0.0), (8, 8, 8)),), zone_hu=100.0, rim_hu=100.0, gas=())
+    with pytest.raises(SegmentationError):
+        segment_tumor(img, (0.0, 0.0, 0.0))
