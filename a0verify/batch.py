@@ -136,13 +136,18 @@ class BatchResult:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists and (where /proc tells) is an a0verify batch."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
+    return b"batch" in cmdline  # a reused pid of another program is not a running batch
 
 
 class _BatchLock:
@@ -163,7 +168,9 @@ class _BatchLock:
         self.path.write_text(f"{os.getpid()}\n")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            return  # interrupted: the pid file tells the next run that locks left are stale
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -176,6 +183,7 @@ _RESOURCES_RE = re.compile(r"^\s*resources: ")
 _FINISHED_RE = re.compile(r"Finished job(?:id)?:? (\d+)")
 _STEPS_RE = re.compile(r"(\d+) of (\d+) steps \((\d+%)\) done")
 _ERROR_RE = re.compile(r"^\s*Error in rule (\w+):")
+_SUBMITTED_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 
 
 @dataclass
@@ -189,8 +197,9 @@ class ProgressParser:
     """Turns Snakemake's log lines into short progress lines: job start (case, stage), job done
     with the step count, and failures with the stage log to read."""
 
-    def __init__(self, echo: Callable[[str], None]) -> None:
+    def __init__(self, echo: Callable[[str], None], start_word: str = "start ") -> None:
         self.echo = echo
+        self.start_word = start_word
         self.jobs: dict[str, _Job] = {}
         self._block: _Job | None = None
         self._jid: str | None = None
@@ -220,8 +229,12 @@ class ProgressParser:
                 if self._jid is not None:
                     self.jobs[self._jid] = self._block
                     if self._block.rule != "all":
-                        self.echo(f"start  {self._block.case or '-'}: {self._block.rule}")
+                        self.echo(f"{self.start_word} {self._block.case or '-'}: "
+                                  f"{self._block.rule}")
                 self._block, self._jid = None, None
+        if m := _SUBMITTED_RE.search(line):
+            job = self.jobs.get(m.group(1), _Job("?"))
+            self.echo(f"queued {job.case or '-'}: {job.rule} as Slurm job {m.group(2)}")
         if m := _FINISHED_RE.search(line):
             self._pending = m.group(1)
         elif (m := _STEPS_RE.search(line)) and self._pending is not None:
@@ -288,14 +301,20 @@ def run_batch(sheet: str | Path, out_dir: str | Path, *, cores: int = 2,
     env.setdefault("MPLBACKEND", "Agg")
     with _BatchLock(out) as lock:
         locks = out / ".snakemake" / "locks"
-        if lock.stale or (locks.is_dir() and any(locks.iterdir())):
-            # the previous batch into this directory was killed: its Snakemake lock is stale
+        held = locks.is_dir() and any(locks.iterdir())
+        if held and not lock.stale and not dry_run:
+            raise InputError(f"{out}: locked by another Snakemake run; if none is running, "
+                             f"release it with: snakemake --unlock --directory {out} "
+                             f"--snakefile {root / 'Snakefile'} --config cases={sheet_p}")
+        if lock.stale and held:
+            # the previous batch into this directory was interrupted: its Snakemake lock is stale
             subprocess.run([*cmd, "--unlock"], cwd=out, env=env, capture_output=True,
                            check=False)
             notes.append("released the lock of an interrupted earlier batch")
             echo("resuming: released the lock left by an interrupted batch")
         echo(f"batch: {len(rows)} cases -> {out} (log {log})")
-        rc = _run_streaming(cmd, out, env, log, echo, verbose)
+        rc = _run_streaming(cmd, out, env, log, echo, verbose,
+                            start_word="to run" if dry_run else "start ")
     tsv, html_p = out / "summary.tsv", out / "summary.html"
     if dry_run:
         return BatchResult(out, len(rows), {}, {}, rc, log, tsv, html_p,
@@ -315,14 +334,17 @@ def run_batch(sheet: str | Path, out_dir: str | Path, *, cores: int = 2,
 
 
 def _run_streaming(cmd: Sequence[str], cwd: Path, env: dict[str, str], log: Path,
-                   echo: Callable[[str], None], verbose: bool) -> int:
+                   echo: Callable[[str], None], verbose: bool, start_word: str = "start ") -> int:
     """Run Snakemake, copy its output to ``log`` and show progress; forward SIGTERM/SIGINT."""
-    parser = ProgressParser(echo)
+    parser = ProgressParser(echo, start_word)
     with open(log, "w") as fh:
         proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
 
+        interrupted: list[int] = []
+
         def forward(signum: int, _frame: object) -> None:
+            interrupted.append(signum)
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signum)
 
@@ -340,7 +362,7 @@ def _run_streaming(cmd: Sequence[str], cwd: Path, env: dict[str, str], log: Path
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-    if rc < 0:  # killed by a signal: the batch was interrupted, not failed
+    if rc < 0 or interrupted:  # interrupted, not failed: run the same command again to resume
         raise KeyboardInterrupt
     return rc
 

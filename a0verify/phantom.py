@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +214,30 @@ def _in_cylinder(p: F64, a: F64, b: F64, radius: float) -> npt.NDArray[np.bool_]
     return np.linalg.norm(p - closest, axis=-1) <= radius
 
 
+def _vessel_tree(n: int = 70, seed: int = 20261121) -> list[tuple[F64, F64, float]]:
+    """Fixed (anatomy, not noise) set of straight vessel segments inside the liver: (start, end,
+    radius mm). Independent of the case seed so pre and post show the same anatomy."""
+    rng = np.random.default_rng(seed)
+    centre = np.array([-55.0, -5.0, 0.0])
+    semi = np.array([85.0, 70.0, 90.0])
+    out = [
+        (np.array([-100.0, -40.0, -80.0]), np.array([-30.0, 40.0, 80.0]), 4.0),
+        (np.array([-20.0, -50.0, -70.0]), np.array([-110.0, 30.0, 60.0]), 3.0),
+    ]
+    while len(out) < n:
+        p = centre + rng.uniform(-0.8, 0.8, 3) * semi
+        if np.sum(((p - centre) / semi) ** 2) > 0.7:
+            continue
+        d = rng.normal(size=3)
+        d /= np.linalg.norm(d)
+        length = rng.uniform(40.0, 110.0)
+        out.append((p - d * length / 2, p + d * length / 2, float(rng.uniform(2.0, 4.5))))
+    return out
+
+
+_VESSELS = _vessel_tree()
+
+
 def _anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
     """HU of the noise-free anatomy at pre-space points y (..., 3)."""
     hu = np.full(y.shape[:-1], -1000.0)
@@ -222,14 +245,20 @@ def _anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
     hu[body] = 30.0  # soft tissue / muscle
     fat = body & ((y[..., 0] / 140.0) ** 2 + ((y[..., 1] - 5) / 105.0) ** 2 > 1.0)
     hu[fat] = -90.0
-    liver = ((y[..., 0] + 55) / 85.0) ** 2 + ((y[..., 1] + 5) / 70.0) ** 2 + (y[..., 2] / 90.0) ** 2 <= 1
+    liver = (((y[..., 0] + 55) / 85.0) ** 2 + ((y[..., 1] + 5) / 70.0) ** 2
+             + (y[..., 2] / 90.0) ** 2 <= 1)
     hu[liver] = 100.0
-    vessels = [
-        (np.array([-100.0, -40.0, -80.0]), np.array([-30.0, 40.0, 80.0]), 4.0),
-        (np.array([-20.0, -50.0, -70.0]), np.array([-110.0, 30.0, 60.0]), 3.0),
-    ]
-    for a, b, rad in vessels:
-        hu[liver & _in_cylinder(y, a, b, rad)] = 175.0
+    # Parenchymal texture (a few HU, smooth) and a tree of portal/hepatic vessel segments: the
+    # structure a lesion-focused registration needs, as real livers have.
+    lp = y[liver]
+    hu[liver] += 12.0 * (np.sin(lp[:, 0] / 9.0) * np.cos(lp[:, 1] / 11.0)
+                        + np.sin(lp[:, 2] / 13.0 + lp[:, 0] / 17.0))
+    vessel = np.zeros(len(lp), bool)
+    for a, b, rad in _VESSELS:
+        vessel |= _in_cylinder(lp, a, b, rad)
+    hu_l = hu[liver]
+    hu_l[vessel] = 175.0
+    hu[liver] = hu_l
     hu[(y[..., 0] - 25) ** 2 + (y[..., 1] - 45) ** 2 <= 11.0**2] = 190.0  # aorta
     spine = (y[..., 0] - 0) ** 2 + (y[..., 1] - 80) ** 2 <= 17.0**2
     hu[spine] = 450.0
@@ -263,7 +292,8 @@ def make_phantom(spec: PhantomSpec | None = None) -> PhantomCase:
     pre_grid = geometry.make_grid(spec.size, spec.spacing,
                                   geometry.rotation_matrix(spec.direction_deg),
                                   center_lps=spec.center_lps, pixel_type=sitk.sitkInt16)
-    post_dir = spec.post_direction_deg if spec.post_direction_deg is not None else spec.direction_deg
+    post_dir = (spec.post_direction_deg if spec.post_direction_deg is not None
+                else spec.direction_deg)
     post_grid = geometry.make_grid(spec.size, spec.spacing, geometry.rotation_matrix(post_dir),
                                    center_lps=spec.center_lps, pixel_type=sitk.sitkInt16)
 
@@ -306,7 +336,8 @@ def make_phantom(spec: PhantomSpec | None = None) -> PhantomCase:
     def finish(hu: F64, grid: sitk.Image) -> sitk.Image:
         sig = 0.6 / np.asarray(geometry.spacing_zyx(grid))
         hu = ndimage.gaussian_filter(hu, sigma=sig)
-        noise = ndimage.gaussian_filter(rng.normal(0, 1, hu.shape), sigma=0.6) * spec.noise_hu / 0.33
+        noise = (ndimage.gaussian_filter(rng.normal(0, 1, hu.shape), sigma=0.6)
+                 * spec.noise_hu / 0.33)
         return geometry.array_to_image(np.clip(np.rint(hu + noise), -1024, 3071).astype(np.int16),
                                        grid)
 

@@ -202,6 +202,7 @@ def _mam_plot_svg(mams: Sequence[float], threshold_mm: float | None) -> str:
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 2.6))
     try:
@@ -214,6 +215,7 @@ def _mam_plot_svg(mams: Sequence[float], threshold_mm: float | None) -> str:
                        label=f"threshold {threshold_mm:g} mm")
         ax.set_xlabel("minimal ablative margin per lesion (mm, positive inside the zone)")
         ax.set_ylabel("lesions")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7, loc="upper left")
         fig.tight_layout()
         buf = io.StringIO()

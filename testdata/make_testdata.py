@@ -11,9 +11,9 @@ HERE = Path(__file__).resolve().parent
 
 CASES = {
     # id: (spacing, direction_deg, target margin mm, seed)
-    "case01": ([0.9, 0.9, 2.5], [0.0, 0.0, 0.0], 6.5, 1),
-    "case02": ([1.0, 1.0, 2.0], [8.0, -5.0, 12.0], 2.5, 2),
-    "case03": ([1.0, 1.0, 2.5], [0.0, 0.0, 0.0], -2.0, 3),
+    "case01": ([1.9, 1.9, 2.5], [0.0, 0.0, 0.0], 6.5, 1),
+    "case02": ([1.9, 1.9, 2.5], [4.0, -3.0, 6.0], 2.5, 2),
+    "case03": ([1.9, 1.9, 2.5], [0.0, 0.0, 0.0], -2.0, 3),
 }
 
 
@@ -21,7 +21,9 @@ def main() -> None:
     rows = []
     for cid, (spacing, direction, m, seed) in CASES.items():
         spec = ph.PhantomSpec(
-            spacing=spacing, size=[80, 80, 22], center_lps=[-62.0, 8.0, 0.0],
+            # whole-torso field of view (as a clinical scan: body outline for initialisation)
+            # at a coarse in-plane spacing, few slices: keeps each case a few hundred KB
+            spacing=spacing, size=[164, 128, 22], center_lps=[0.0, 5.0, 0.0],
             direction_deg=direction, seed=seed,
             lesions=[ph.LesionSpec(center_lps=[-60.0, 5.0, 0.0], radius_mm=9.0,
                                    target_margin_mm=m)],

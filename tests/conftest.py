@@ -17,11 +17,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def small_case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A small phantom case on disk (A0 truth, margin 6.5 mm, 0.9 x 0.9 x 2.5 mm)."""
+    """A small phantom case on disk (A0 truth, margin 6.5 mm): whole-torso field of view at
+    1.9 x 1.9 x 2.5 mm, like testdata/ (registration needs the body outline to initialise)."""
     from a0verify import phantom as ph
 
     spec = ph.PhantomSpec(
-        spacing=[0.9, 0.9, 2.5], size=[80, 80, 22], center_lps=[-62.0, 8.0, 0.0], seed=5,
+        spacing=[1.9, 1.9, 2.5], size=[164, 128, 22], center_lps=[0.0, 5.0, 0.0], seed=5,
         lesions=[ph.LesionSpec(center_lps=[-60.0, 5.0, 0.0], radius_mm=9.0,
                                target_margin_mm=6.5)],
     )

@@ -6,8 +6,10 @@ Fast tests only (no case is computed); the end-to-end batch runs are in test_bat
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,11 @@ def test_testdata_sheet_is_valid() -> None:
     rows = read_sample_sheet(REPO / "testdata" / "cases.tsv")
     assert [r["case_id"] for r in rows] == ["case01", "case02", "case03"]
     assert rows[0]["ablation"] == "testdata/case01/ablation.nii.gz"
+
+
+def test_example_sheet_is_valid() -> None:
+    rows = read_sample_sheet(REPO / "pipelines" / "config" / "cases.example.tsv")
+    assert rows[1]["ablation_seed"] == "-63.9,10.9,-1.7;-62,9,0" and "tumor" not in rows[1]
 
 
 def test_sheet_with_seeds_comments_and_blank_cells(tmp_path: Path) -> None:
@@ -84,7 +91,7 @@ def test_profiles_resolve() -> None:
     root = workflow_root()
     assert resolve_profile("local", root) == (root / "pipelines/profiles/local").resolve()
     assert (resolve_profile("slurm", root) or Path()).name == "slurm"
-    with pytest.raises(InputError, match="no config.yaml"):
+    with pytest.raises(InputError, match=r"no config\.yaml"):
         resolve_profile("/nonexistent/profile", root)
 
 
@@ -198,6 +205,7 @@ rule register:
     jobid: 5
     wildcards: case=c8
     resources: tmpdir=/tmp
+Job 5 has been submitted with SLURM jobid 42 (log: /r/.snakemake/slurm_logs/5.log).
 [Sat Nov 21 21:07:18 2026]
 Error in rule margin:
     message: None
@@ -217,6 +225,7 @@ def test_progress_parser() -> None:
     assert lines == [
         "start  c7: margin",
         "start  c8: register",
+        "queued c8: register as Slurm job 42",
         "FAILED c7: margin (log /r/logs/c7/margin.log); other cases go on",
         "done   c8: register  [1/4 steps, 25%]",
     ]
@@ -238,3 +247,47 @@ def test_batch_cli_help_lists_options() -> None:
     assert r.exit_code == 0
     for opt in ("--out", "--cores", "--profile", "--dry-run"):
         assert opt in r.output
+
+
+def test_batch_lock_refuses_live_batch_and_detects_stale(tmp_path: Path) -> None:
+    from a0verify.batch import _BatchLock
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / ".a0verify-batch.pid").write_text(f"{dead.pid}\n")
+    with _BatchLock(tmp_path) as lock:
+        assert lock.stale
+        assert (tmp_path / ".a0verify-batch.pid").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / ".a0verify-batch.pid").exists()
+    live = subprocess.Popen(["bash", "-c", "exec -a a0verify-batch sleep 30"])
+    try:
+        time.sleep(0.3)
+        (tmp_path / ".a0verify-batch.pid").write_text(f"{live.pid}\n")
+        with pytest.raises(InputError, match=f"another batch \\(pid {live.pid}\\)"), \
+                _BatchLock(tmp_path):
+            pass
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_batch_cli_dry_run_plans_every_case(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "a0verify", "batch", "testdata/cases.tsv",
+                        "--out", str(tmp_path / "o"), "--dry-run"], cwd=REPO,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for cid in ("case01", "case02", "case03"):
+        assert f"to run {cid}: " in r.stdout
+    assert "to run -: summary" in r.stdout
+    assert not list((tmp_path / "o").glob("case0*"))  # nothing computed
+
+
+def test_batch_refuses_directory_locked_by_another_snakemake(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    (out / ".snakemake" / "locks").mkdir(parents=True)
+    (out / ".snakemake" / "locks" / "0.input.lock").write_text("x")
+    r = CliRunner().invoke(main, ["batch", str(REPO / "testdata" / "cases.tsv"),
+                                  "--out", str(out)])
+    assert r.exit_code == 2
+    assert "locked by another Snakemake run" in r.output and "--unlock" in r.output
+    assert not (out / ".a0verify-batch.pid").exists()

@@ -241,7 +241,7 @@ def tre_stats(truth_fn: Callable[[F64], F64], estimate: sitk.Transform, region: 
     pts = geometry.zyx_index_to_lps(region, idx)
     err = np.linalg.norm(transform_points(estimate, pts) - truth_fn(pts), axis=1)
     return {"mean": float(err.mean()), "p95": float(np.percentile(err, 95)),
-            "max": float(err.max()), "n": int(len(err))}
+            "max": float(err.max()), "n": len(err)}
 
 
 def transform_points(tx: sitk.Transform, pts: npt.ArrayLike) -> F64:

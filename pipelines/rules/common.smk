@@ -1,6 +1,8 @@
 # Helpers shared by the rules: configuration and sample-sheet validation, per-case lookups.
 # No stage logic here: every rule calls the a0verify command line.
+import importlib
 import importlib.util
+import io
 import os
 import shlex
 import sys
@@ -20,10 +22,12 @@ PY = shlex.quote(sys.executable)
 
 def _read_sheet(path):
     """Sample sheet as a DataFrame of strings, validated row by row against the schema."""
-    df = pd.read_csv(path, sep="\t", dtype=str, comment="#", skip_blank_lines=True,
-                     keep_default_na=False, na_values=[""])
+    with open(path, newline="") as fh:  # '#' starts a comment only at the start of a line
+        text = "".join(ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#"))
+    df = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False,
+                     na_values=[""])
     df.columns = [c.strip() for c in df.columns]
-    df = df.apply(lambda col: col.str.strip() if col.dtype == object else col)
+    df = df.apply(lambda col: col.str.strip()).mask(lambda d: d.eq(""))  # blank cell = absent
     if "case_id" not in df.columns:
         raise ValueError(f"{path}: sample sheet has no case_id column")
     dups = sorted(set(df["case_id"][df["case_id"].duplicated()].dropna()))
@@ -42,6 +46,28 @@ wildcard_constraints:
 
 def _has_cli(module):
     return importlib.util.find_spec(f"a0verify.cli.{module}") is not None
+
+
+# Options the stage rules pass; auto mode uses the stage rules only when the installed commands
+# accept them (commands still under development fall back to `a0verify run`).
+_STAGE_OPTIONS = {
+    "register_cmd": ("register", {"--fixed", "--moving", "--out", "--ablation", "--tumor",
+                                  "--method", "--threads"}),
+    "segment_cmd": ("segment", set()),
+    "run_cmd": ("margin", {"--tumor", "--ablation", "--post", "--transform",
+                           "--registration-json", "--out"}),
+}
+
+
+def _cli_ready(module):
+    if not _has_cli(module):
+        return False
+    try:
+        name, wanted = _STAGE_OPTIONS[module]
+        cmd = getattr(importlib.import_module(f"a0verify.cli.{module}"), name)
+        return wanted <= {o for p in cmd.params for o in getattr(p, "opts", [])}
+    except Exception:  # a command module that does not import is not ready
+        return False
 
 
 def _col(case, name):
@@ -68,7 +94,7 @@ def _uses_seeds(kind):
 _NEEDED = {"register_cmd", "run_cmd"} | ({"segment_cmd"} if _uses_seeds("tumor")
                                          or _uses_seeds("ablation") else set())
 if config["pipeline"] == "auto":
-    PIPELINE = "stages" if all(_has_cli(m) for m in _NEEDED) else "run"
+    PIPELINE = "stages" if all(_cli_ready(m) for m in _NEEDED) else "run"
 else:
     PIPELINE = config["pipeline"]
 RENDER_REPORT = PIPELINE == "stages" and config["render_report"] and _has_cli("report_cmd")

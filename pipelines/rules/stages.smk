@@ -47,7 +47,8 @@ rule register:
     input:
         pre=lambda w: _path(w.case, "pre"),
         post=lambda w: _path(w.case, "post"),
-        focus=ablation_input,
+        ablation=ablation_input,
+        tumor=tumor_input,
     output:
         transform=f"{OUT}/{{case}}/work/registration/transform.h5",
         record=f"{OUT}/{{case}}/work/registration/registration.json",
@@ -65,7 +66,8 @@ rule register:
         outdir=lambda w, output: os.path.dirname(output.transform),
     shell:
         "{params.a0} register --fixed {input.post:q} --moving {input.pre:q} "
-        "--focus-mask {input.focus:q} --method {params.method} --threads {threads} "
+        "--ablation {input.ablation:q} --tumor {input.tumor:q} --method {params.method} "
+        "--threads {threads} "
         "--out {params.outdir:q} > {log:q} 2>&1"
 
 

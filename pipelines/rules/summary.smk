@@ -24,7 +24,7 @@ rule summary:
     params:
         py=PY,
         results=lambda w, output: os.path.dirname(output.tsv) or ".",
-        base=BASE,
+        base=lambda w: BASE,
     shell:
         "{params.py} -m a0verify.summary --cases {input.sheet:q} --results {params.results:q} "
         "--base-dir={params.base:q} --tsv {output.tsv:q} --html {output.html:q} > {log:q} 2>&1"

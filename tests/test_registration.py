@@ -1,0 +1,314 @@
+"""Registration: transform conventions, level-set carrying, QA/failure handling and accuracy.
+
+Accuracy is measured as target registration error (TRE, mm) against the known transform on
+(1) the analytic phantom and (2) real CT anatomy (TCIA HCC_048) warped by a known rigid +
+smooth deformation with a painted ablation zone and fresh noise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from click.testing import CliRunner
+from scipy import ndimage
+
+from a0verify import geometry
+from a0verify.errors import InputError, RegistrationError
+from a0verify.registration import (
+    RegistrationResult,
+    half_voxel_signed_distance,
+    register,
+    resample_tumor_to_post,
+    tumor_levelsets_to_post,
+    write_registration_outputs,
+)
+from a0verify.registration.synthetic import tre_stats
+
+# the module (the package attribute ``register`` is the function)
+R = importlib.import_module("a0verify.registration.register")
+
+HCC048 = Path(__file__).resolve().parents[2] / "shared" / "data" / "hcc048" / "HCC048_portal_venous"
+needs_hcc048 = pytest.mark.skipif(not HCC048.is_dir(),
+                                  reason=f"real CT test data not found at {HCC048}")
+
+
+# --------------------------------------------------------------------------- fast: conventions
+def _translation_case() -> tuple[sitk.Image, sitk.Image, np.ndarray]:
+    grid = geometry.make_grid([40, 36, 24], [1.0, 1.2, 2.0],
+                              geometry.rotation_matrix([5.0, -4.0, 12.0]), (3.0, -2.0, 1.0))
+    pts = geometry.voxel_centers_lps(grid)
+    c = np.array([2.0, -1.0, 0.5])
+    lab = (np.linalg.norm(pts - c, axis=-1) <= 8.0).astype(np.uint8)
+    return geometry.array_to_image(lab, grid), grid, c
+
+
+def test_levelset_translation_known_center_and_sign() -> None:
+    """A pure translation t (post -> pre): the lesion appears at c - t in post space, level set
+    positive inside, zero crossing on the sphere within the half-voxel discretisation."""
+    tumor, _grid, c = _translation_case()
+    t = np.array([3.3, -2.1, 1.7])
+    tx = sitk.TranslationTransform(3, t.tolist())
+    post = geometry.make_grid([50, 50, 40], [0.9, 0.9, 1.5], None, (0.0, 0.0, 0.0))
+    ls = tumor_levelsets_to_post(tumor, post, tx)
+    assert list(ls) == [1]
+    lvl = ls[1]
+    assert lvl.GetPixelID() == sitk.sitkFloat32
+    arr = sitk.GetArrayFromImage(lvl)
+    pts = geometry.voxel_centers_lps(lvl)
+    inside = arr > 0
+    centroid = pts[inside].mean(axis=0)
+    np.testing.assert_allclose(centroid, c - t, atol=0.25)
+    truth = 8.0 - np.linalg.norm(pts - (c - t), axis=-1)
+    band = np.abs(truth) < 2.0
+    # value is a distance in mm (slope ~1) and the boundary is within the voxel discretisation
+    assert float(np.median(np.abs(arr[band] - truth[band]))) < 0.5
+    assert float(np.corrcoef(arr[band], truth[band])[0, 1]) > 0.95
+    # nearest-neighbour labels agree with the level set away from the boundary
+    nn = sitk.GetArrayFromImage(resample_tumor_to_post(tumor, lvl, tx))
+    assert np.all(nn[arr > 1.5] == 1) and np.all(nn[arr < -1.5] == 0)
+
+
+def test_half_voxel_distance_1d_exact() -> None:
+    """Along a grid axis the zero crossing lies exactly half-way between centres."""
+    m = np.zeros((3, 3, 20), bool)
+    m[:, :, :7] = True  # inside x-index 0..6 -> boundary at 6.5 voxels
+    sd = half_voxel_signed_distance(m, [2.5, 0.8, 0.7])
+    row = sd[1, 1]
+    np.testing.assert_allclose(row[6], 0.35, atol=1e-6)
+    np.testing.assert_allclose(row[7], -0.35, atol=1e-6)
+    np.testing.assert_allclose(row[3], 3.5 * 0.7, atol=1e-6)
+    with pytest.raises(ValueError):
+        half_voxel_signed_distance(np.ones((2, 2, 2), bool), [1, 1, 1])
+
+
+def test_half_voxel_distance_vs_scipy_edt_far_field() -> None:
+    """Away from the boundary the value equals scipy's EDT minus half a voxel step (isotropic)."""
+    m = np.zeros((30, 30, 30), bool)
+    m[5:25, 5:25, 5:25] = True
+    sd = half_voxel_signed_distance(m, [1.0, 1.0, 1.0])
+    edt_in = ndimage.distance_transform_edt(m)
+    np.testing.assert_allclose(sd[15, 15, 8], edt_in[15, 15, 8] - 0.5, atol=1e-6)
+    edt_out = ndimage.distance_transform_edt(~m)
+    np.testing.assert_allclose(sd[15, 15, 1], -(edt_out[15, 15, 1] - 0.5), atol=1e-6)
+
+
+def test_levelsets_split_components_like_margin() -> None:
+    from a0verify.margin import split_lesions
+
+    grid = geometry.make_grid([40, 40, 20], [1.0, 1.0, 2.0], None, (0.0, 0.0, 0.0))
+    pts = geometry.voxel_centers_lps(grid)
+    lab = ((np.linalg.norm(pts - [-8, 0, 0], axis=-1) <= 4)
+           | (np.linalg.norm(pts - [9, 0, 0], axis=-1) <= 6)).astype(np.uint8)
+    tumor = geometry.array_to_image(lab, grid)
+    ls = tumor_levelsets_to_post(tumor, grid, sitk.Euler3DTransform())
+    ref = split_lesions(tumor)
+    assert sorted(ls) == sorted(ref) == [1, 2]
+    for k, img in ls.items():
+        inside = geometry.voxel_centers_lps(img)[sitk.GetArrayViewFromImage(img) > 0].mean(0)
+        ref_pts = geometry.voxel_centers_lps(ref[k])[sitk.GetArrayViewFromImage(ref[k]) > 0]
+        np.testing.assert_allclose(inside, ref_pts.mean(0), atol=0.3)
+    with pytest.raises(InputError):
+        tumor_levelsets_to_post(tumor * 0, grid, sitk.Euler3DTransform())
+
+
+def test_landmark_init_recovers_rigid() -> None:
+    rng = np.random.default_rng(3)
+    rot = geometry.rotation_matrix([3.0, -4.0, 2.0])
+    t = np.array([5.0, -7.0, 2.0])
+    f = rng.uniform(-60, 60, size=(6, 3))
+    m = f @ rot.T + t
+    tx = R._landmark_init((f, m), np.array([10.0, 0.0, -5.0]))
+    q = rng.uniform(-50, 50, size=(5, 3))
+    got = np.array([tx.TransformPoint(tuple(p)) for p in q])
+    np.testing.assert_allclose(got, q @ rot.T + t, atol=1e-9)
+    one = R._landmark_init(([[0.0, 0.0, 0.0]], [[1.0, 2.0, 3.0]]), np.zeros(3))
+    np.testing.assert_allclose(one.TransformPoint((5.0, 5.0, 5.0)), (6.0, 7.0, 8.0))
+    with pytest.raises(InputError):
+        R._landmark_init(([[0.0, 0.0, 0.0]], [[1.0, 2.0, 3.0], [1, 1, 1]]), np.zeros(3))
+
+
+def test_euler_composition_matches_sitk_composite() -> None:
+    a = sitk.Euler3DTransform((1.0, 2.0, 3.0), 0.05, -0.02, 0.1, (3.0, -1.0, 2.0))
+    b = sitk.Euler3DTransform((-4.0, 0.0, 7.0), -0.03, 0.04, 0.02, (-2.0, 5.0, 1.0))
+    c = R._compose_rigid(a, b)
+    comp = sitk.CompositeTransform([a, b])
+    for p in [(0.0, 0.0, 0.0), (50.0, -20.0, 10.0), (-30.0, 40.0, -60.0)]:
+        np.testing.assert_allclose(c.TransformPoint(p), comp.TransformPoint(p), atol=1e-9)
+        np.testing.assert_allclose(comp.TransformPoint(p), a.TransformPoint(b.TransformPoint(p)))
+
+
+def test_method_none_and_bad_method() -> None:
+    img = geometry.make_grid([8, 8, 8], [1, 1, 1], pixel_type=sitk.sitkFloat32)
+    res = register(img, img, method="none")
+    assert isinstance(res, RegistrationResult) and res.method == "none"
+    json.dumps(res.to_dict())
+    with pytest.raises(InputError):
+        register(img, img, method="affine")
+
+
+def test_write_outputs_atomic_roundtrip(tmp_path: Path) -> None:
+    tx = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.1, 0.0, 0.0, (1.0, 2.0, 3.0))
+    qa = geometry.make_grid([5, 5, 5], [1, 1, 1], pixel_type=sitk.sitkFloat32)
+    res = RegistrationResult("rigid", tx, {"a": 1}, 1.0, ["rigid.txt"], [], {},
+                             qa_images={"difference": qa})
+    paths = write_registration_outputs(res, tmp_path / "o")
+    assert paths["transform"].name == "transform.h5" and paths["difference"].suffix == ".nrrd"
+    back = sitk.ReadTransform(str(paths["transform"]))
+    q = (4.0, 5.0, 6.0)
+    np.testing.assert_allclose(back.TransformPoint(q), tx.TransformPoint(q))
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["qa_difference.nrrd",
+                                                                   "transform.h5"]
+
+
+def test_cli_bad_input_exit_2(tmp_path: Path) -> None:
+    from a0verify.cli import main
+
+    r = CliRunner().invoke(main, ["register", "--fixed", str(tmp_path / "nope.nii.gz"),
+                                  "--moving", str(tmp_path / "nope2.nii.gz"),
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert "nope.nii.gz" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- slow: elastix
+def _phantom_pair() -> Any:
+    from a0verify.phantom import PhantomSpec, make_phantom
+
+    return make_phantom(PhantomSpec(seed=2))
+
+
+@pytest.mark.slow
+def test_bspline_conversion_matches_transformix_and_is_deterministic(tmp_path: Path) -> None:
+    """Our SimpleITK rebuild of elastix's initial o rigid o B-spline result equals transformix's
+    own deformation field (independent implementation); repeat runs agree."""
+    import itk
+
+    case = _phantom_pair()
+    f = R._prep(case.post)
+    m = R._prep(case.pre)
+    zone = sitk.Cast(case.ablation, sitk.sitkUInt8)
+    init = sitk.Euler3DTransform((-40.0, 0.0, 0.0), 0.01, -0.02, 0.03, (1.0, -2.0, 0.5))
+    f_roi, f_mask, m_roi, _ = R._roi_and_masks(f, m, zone, None, None, None, init, 30.0)
+    assert f_mask is not None
+    maps = [R._elastix_map(R.parameter_file("rigid"), {"MaximumNumberOfIterations": ["30"]}),
+            R._elastix_map(R.parameter_file("bspline"), {"MaximumNumberOfIterations": ["30"]})]
+    run = R._run_elastix(f_roi, m_roi, f_mask, None, init, maps)
+    # seeded samplers: a repeat run gives the same transform (up to the floating-point
+    # summation order of the 2 threads, ~1e-10)
+    again = R._run_elastix(f_roi, m_roi, f_mask, None, init, maps)
+    fa = sitk.GetArrayFromImage(R._field(run.transform, f_roi, 4.0)[0])
+    fb = sitk.GetArrayFromImage(R._field(again.transform, f_roi, 4.0)[0])
+    np.testing.assert_allclose(fa, fb, atol=1e-6)
+    tpo = itk.ParameterObject.New()
+    for pm in run.elastix_maps:
+        tpo.AddParameterMap(pm)
+    for i in range(1, tpo.GetNumberOfParameterMaps()):  # chain maps as transformix expects
+        tpo.SetParameter(i, "InitialTransformParameterFileName", "NoInitialTransform")
+    # transformix writes deformationField.* into its output directory (default: the cwd)
+    field_itk = itk.transformix_deformation_field(R._to_itk(m_roi), tpo,
+                                                  output_directory=str(tmp_path),
+                                                  log_to_console=False)
+    elx = itk.GetArrayFromImage(field_itk).astype(np.float64)
+    ours = sitk.GetArrayFromImage(sitk.TransformToDisplacementField(
+        run.transform, sitk.sitkVectorFloat64, f_roi.GetSize(), f_roi.GetOrigin(),
+        f_roi.GetSpacing(), f_roi.GetDirection()))
+    assert elx.shape == ours.shape
+    np.testing.assert_allclose(ours[::3, ::3, ::3], elx[::3, ::3, ::3], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_phantom_deformable_tre() -> None:
+    """Analytic phantom. Its liver is texture-free (uniform HU, two straight vessels), so the
+    alignment near the zone is only weakly determined: measured mean TRE 1.7-1.9 mm (not the
+    <= 1.0 mm reached on real anatomy, see test_real_anatomy_tre_and_mam); asserted here with
+    that known limitation, and against a >= 4x improvement over no registration."""
+    from a0verify.phantom import post_to_pre
+
+    case = _phantom_pair()
+    res = register(case.post, case.pre, method="deformable", focus_mask=case.ablation,
+                   threads=2, restarts=0)
+    near = R._dilate(sitk.Cast(case.ablation, sitk.sitkUInt8), 20.0) & (case.post > -500)
+    tre = tre_stats(lambda p: post_to_pre(p, case.spec), res.transform, near, step=3)
+    before = tre_stats(lambda p: post_to_pre(p, case.spec), sitk.Euler3DTransform(), near, step=3)
+    assert tre["mean"] <= 2.5 and tre["p95"] <= 3.0, tre
+    assert tre["mean"] * 4.0 < before["mean"], (tre, before)
+    sim = res.metrics["similarity_roi"]
+    assert sim["after"]["ncc"] > sim["before"]["ncc"]
+    assert res.metrics["jacobian_roi"]["min"] > 0.5
+    assert res.uncertainty_mm > 0
+    json.dumps(res.to_dict())
+
+
+@pytest.mark.slow
+def test_garbage_moving_raises_registration_error() -> None:
+    case = _phantom_pair()
+    rng = np.random.default_rng(0)
+    noise = geometry.array_to_image(
+        rng.normal(0, 300, sitk.GetArrayViewFromImage(case.pre).shape).astype(np.float32),
+        case.pre)
+    with pytest.raises(RegistrationError, match="attempt"):
+        register(case.post, noise, method="rigid", focus_mask=case.ablation, restarts=0,
+                 max_attempts=2, threads=2)
+
+
+@pytest.fixture(scope="module")
+def hcc048_ct() -> sitk.Image:
+    if not HCC048.is_dir():
+        pytest.skip(f"real CT test data not found at {HCC048}")
+    from a0verify.io import read_image
+
+    return read_image(HCC048)
+
+
+@pytest.mark.slow
+@needs_hcc048
+@pytest.mark.parametrize("seed", [11])
+def test_real_anatomy_tre_and_mam(hcc048_ct: sitk.Image, seed: int, tmp_path: Path) -> None:
+    """Full-size real CT warped by 10 mm / 5 deg + 5 mm smooth deformation: TRE near the zone
+    mean <= 1.0 mm, p95 <= 1.5 mm; end-to-end MAM within 1.0 mm of the exact value; the
+    reported uncertainty covers the p95 error in the zone."""
+    from a0verify.margin import compute_margin
+    from a0verify.registration.synthetic import make_ct_pair
+
+    pair = make_ct_pair(hcc048_ct, seed=seed)
+    res = register(pair.post, pair.pre, method="deformable", focus_mask=pair.ablation,
+                   moving_exclude_mask=pair.tumor, threads=2)
+    zone = sitk.Cast(pair.ablation, sitk.sitkUInt8)
+    near = R._dilate(zone, 25.0) & (pair.post > -400)
+    tre = tre_stats(pair.true_post_to_pre, res.transform, near, step=3)
+    tre_zone = tre_stats(pair.true_post_to_pre, res.transform, zone, step=2)
+    assert tre["mean"] <= 1.0 and tre["p95"] <= 1.5, tre
+    assert tre_zone["p95"] <= res.uncertainty_mm, (tre_zone, res.uncertainty_mm)
+    ident = tre_stats(pair.true_post_to_pre, sitk.Euler3DTransform(), near, step=6)
+    assert ident["mean"] > 4.0
+    levelsets = tumor_levelsets_to_post(pair.tumor, pair.post, res.transform)
+    mam = compute_margin(levelsets, pair.ablation).min_margin_mm
+    truth = pair.true_mam_mm()
+    assert abs(mam - truth) <= 1.0, (mam, truth)
+    paths = write_registration_outputs(res, tmp_path)
+    assert {"transform", "checkerboard", "difference"} <= set(paths)
+    assert math.isfinite(res.timings_s["registration"])
+
+
+@pytest.mark.slow
+def test_cli_register_phantom(tmp_path: Path) -> None:
+    from a0verify.cli import main
+    from a0verify.phantom import write_case
+
+    case = _phantom_pair()
+    p = write_case(case, tmp_path / "case")
+    r = CliRunner().invoke(main, ["register", "--fixed", str(p["post"]), "--moving",
+                                  str(p["pre"]), "--ablation", str(p["ablation"]), "--method",
+                                  "rigid", "--out", str(tmp_path / "o"), "--threads", "2"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "o" / "registration.json").read_text())
+    assert summary["method"] == "rigid" and summary["uncertainty_mm"] > 0
+    assert (tmp_path / "o" / "transform.h5").exists()
