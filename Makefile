@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-fast test-all lint typecheck bench snakemake-lint clean
+.PHONY: demo test test-fast test-all test-slurm lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,16 +18,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/a0verify demo --out a0verify-demo
 
-## Quick start 2: the test suite (what CI runs), then lint.
+## Quick start 2: lint, then the test suite (what CI runs).
 test: $(STAMP)
-	$(BIN)/pytest -q -m "not slurm" --durations=15
 	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest -q -m "not slurm" --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not slurm"
 
 test-all: $(STAMP)
 	$(BIN)/pytest -q --durations=25
+
+## Real Slurm run: installs slurm-wlm + munge, starts a one-node cluster (skips if it cannot).
+test-slurm: $(STAMP)
+	$(BIN)/pytest -q -rs -m slurm tests/test_slurm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check a0verify tests benchmarks
