@@ -238,6 +238,25 @@ def _vessel_tree(n: int = 70, seed: int = 20261121) -> list[tuple[F64, F64, floa
 _VESSELS = _vessel_tree()
 
 
+def _vessels_clear_of(lesions: list[LesionSpec], gap_mm: float = 6.0
+                      ) -> list[tuple[F64, F64, float]]:
+    """The vessel tree without segments passing within ``gap_mm`` of a tumour (keeps the
+    tumour and its ablation zone free of vessel contact, so test truths stay clean)."""
+    out = []
+    for a, b, rad in _VESSELS:
+        ok = True
+        for les in lesions:
+            c = np.asarray(les.center_lps, np.float64)
+            ab = b - a
+            t = float(np.clip((c - a) @ ab / float(ab @ ab), 0.0, 1.0))
+            if np.linalg.norm(a + t * ab - c) < les.radius_mm + rad + gap_mm:
+                ok = False
+                break
+        if ok:
+            out.append((a, b, rad))
+    return out
+
+
 def _anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
     """HU of the noise-free anatomy at pre-space points y (..., 3)."""
     hu = np.full(y.shape[:-1], -1000.0)
@@ -251,10 +270,10 @@ def _anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
     # Parenchymal texture (a few HU, smooth) and a tree of portal/hepatic vessel segments: the
     # structure a lesion-focused registration needs, as real livers have.
     lp = y[liver]
-    hu[liver] += 12.0 * (np.sin(lp[:, 0] / 9.0) * np.cos(lp[:, 1] / 11.0)
+    hu[liver] += 4.0 * (np.sin(lp[:, 0] / 9.0) * np.cos(lp[:, 1] / 11.0)
                         + np.sin(lp[:, 2] / 13.0 + lp[:, 0] / 17.0))
     vessel = np.zeros(len(lp), bool)
-    for a, b, rad in _VESSELS:
+    for a, b, rad in _vessels_clear_of(spec.lesions):
         vessel |= _in_cylinder(lp, a, b, rad)
     hu_l = hu[liver]
     hu_l[vessel] = 175.0

@@ -772,6 +772,8 @@ def _inside_moving(f_roi: sitk.Image, moving: sitk.Image, init: sitk.Euler3DTran
     ok = np.all((idx >= -0.5 + edge) & (idx <= shape - 0.5 - edge), axis=1)
     if not ok.any():  # tiny moving image: fall back to any overlap at all
         ok = np.all((idx >= -0.5) & (idx <= shape - 0.5), axis=1)
+    if not ok.any():  # no overlap at all (bad start): leave it to elastix and the retries
+        ok = np.ones(len(idx), bool)
     arr = ok.reshape(sitk.GetArrayViewFromImage(f_roi).shape).astype(np.uint8)
     return geometry.array_to_image(arr, f_roi)
 
