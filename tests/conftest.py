@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
+os.environ.setdefault("NUMBA_CACHE_DIR",
+                      str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO / "testdata"
