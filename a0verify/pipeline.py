@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from a0verify import SIGN_CONVENTION, __version__, geometry, verdict
+from a0verify import SIGN_CONVENTION, __version__, verdict
 from a0verify.errors import InputError
 from a0verify.io import (
     check_seed_inside,
@@ -164,8 +164,9 @@ def carry_tumor(tumor: sitk.Image, reference: sitk.Image,
     """Tumour labels (any grid) onto ``reference``'s grid through ``transform`` (reference points
     to tumour-grid points; identity when None).
 
-    Returns (input for compute_margin: per-lesion level sets when the registration module
-    provides them, else labels; the tumour labels on the reference grid for display).
+    Returns (input for compute_margin: the labels themselves without a transform, else
+    per-lesion signed-distance level sets resampled linearly (sub-voxel); the tumour labels on
+    the reference grid for display).
     Raises InputError when the tumour falls outside the reference image.
     """
     from a0verify import registration as reg_mod
@@ -176,9 +177,7 @@ def carry_tumor(tumor: sitk.Image, reference: sitk.Image,
         raise InputError("tumour mask falls outside the post-ablation grid after transfer")
     if transform is None:
         return tumor, tumor_post
-    if hasattr(reg_mod, "tumor_levelsets_to_post"):
-        return reg_mod.tumor_levelsets_to_post(tumor, reference, tx), tumor_post
-    return tumor_post, tumor_post  # pragma: no cover - before level-set transfer exists
+    return reg_mod.tumor_levelsets_to_post(tumor, reference, tx), tumor_post
 
 
 def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
@@ -377,7 +376,7 @@ def _labels_from_masks(masks: Sequence[sitk.Image]) -> sitk.Image:
 def lesion_point_summary(report: dict[str, Any]) -> str:
     """One human line: verdict, MAM and where (LPS and RAS)."""
     p = report["min_margin_point_lps"]
-    r = geometry.lps_to_ras(p)
+    r = report["min_margin_point_ras"]
     return (f"verdict {report['verdict']}: minimal margin {report['min_margin_mm']:.1f} mm "
             f"(± {report['uncertainty_mm']:.1f}) at LPS ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) / "
             f"RAS ({r[0]:.1f}, {r[1]:.1f}, {r[2]:.1f}) mm, threshold {report['threshold_mm']:g} mm")

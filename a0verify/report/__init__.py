@@ -126,15 +126,8 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
     elif registration is not None:
         from a0verify import registration as reg_mod
 
-        writer = getattr(reg_mod, "write_registration_outputs", None)
-        if writer is not None:
-            for role, p in writer(registration, out).items():
-                outputs[f"registration_{role}"] = Path(p).name
-        else:  # pragma: no cover - registration module without the writer
-            tx = getattr(registration, "transform", None)
-            if tx is not None:
-                sitk.WriteTransform(tx, str(out / "transform.h5"))
-                outputs["registration_transform"] = "transform.h5"
+        for role, p in reg_mod.write_registration_outputs(registration, out).items():
+            outputs[f"registration_{role}"] = Path(p).name
         qa = dict(getattr(registration, "qa_images", {}) or {})
         for name, im in qa.items():  # keep the QA images for `a0verify report DIR`
             if f"registration_{name}" not in outputs:
