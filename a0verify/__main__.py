@@ -1,4 +1,4 @@
-from a0verify.cli import main
+from a0verify.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

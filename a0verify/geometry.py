@@ -182,6 +182,32 @@ class IndexBox:
         return any(h <= lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))
 
 
+def nonzero_index_box(array_zyx: npt.NDArray[np.generic]) -> IndexBox | None:
+    """Tight half-open array-index box (z, y, x) of the nonzero voxels of ``array_zyx``; None
+    when every voxel is zero (or the array is empty).
+
+    One contiguous pass over the volume (per-slice maxima of the magnitudes), then work
+    proportional to the slab that holds the nonzero voxels."""
+    a = np.asarray(array_zyx)
+    if a.size == 0:
+        return None
+    flat = a.reshape(a.shape[0], -1)
+    if a.dtype == np.bool_:
+        per_z = flat.any(axis=1)
+    elif np.issubdtype(a.dtype, np.unsignedinteger):
+        per_z = flat.max(axis=1) != 0
+    else:
+        per_z = (flat.max(axis=1) != 0) | (flat.min(axis=1) != 0)
+    zs = np.flatnonzero(per_z)
+    if zs.size == 0:
+        return None
+    plane = np.any(a[zs[0]:zs[-1] + 1] != 0, axis=0)
+    ys = np.flatnonzero(plane.any(axis=1))
+    xs = np.flatnonzero(plane.any(axis=0))
+    return IndexBox((int(zs[0]), int(ys[0]), int(xs[0])),
+                    (int(zs[-1]) + 1, int(ys[-1]) + 1, int(xs[-1]) + 1))
+
+
 def roi_box_around_lps(
     image: sitk.Image, points_lps: npt.ArrayLike, pad_mm: float
 ) -> IndexBox:

@@ -268,7 +268,9 @@ def _anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
              + (y[..., 2] / 90.0) ** 2 <= 1)
     hu[liver] = 100.0
     # Parenchymal texture (a few HU, smooth) and a tree of portal/hepatic vessel segments: the
-    # structure a lesion-focused registration needs, as real livers have.
+    # structure a lesion-focused registration needs, as real livers have. Measured on
+    # PhantomSpec(seed=2): TRE near the zone 0.43 mm mean with the vessels, 3.1-3.3 mm without
+    # them (the texture alone changes little: 0.47 mm with vessels but no texture).
     lp = y[liver]
     hu[liver] += 4.0 * (np.sin(lp[:, 0] / 9.0) * np.cos(lp[:, 1] / 11.0)
                         + np.sin(lp[:, 2] / 13.0 + lp[:, 0] / 17.0))

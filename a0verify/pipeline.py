@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from a0verify import SIGN_CONVENTION, __version__, verdict
+from a0verify import SIGN_CONVENTION, __version__, geometry, verdict
 from a0verify.errors import InputError
 from a0verify.io import (
     check_seed_inside,
@@ -30,7 +30,7 @@ from a0verify.io import (
     write_json_atomic,
 )
 from a0verify.io.masks import check_overlap
-from a0verify.margin import MarginResult, compute_margin
+from a0verify.margin import MarginResult, compute_margin, start_loading_kernels
 
 SCHEMA_VERSION = "1.0"
 Seed = tuple[float, float, float]
@@ -144,15 +144,17 @@ def build_report(
 
 def _finish(out: Path, report: dict[str, Any], *, margin: MarginResult, ablation: sitk.Image,
             tumor_post: sitk.Image | None, post: sitk.Image | None = None,
-            pre: sitk.Image | None = None, registration: Any = None) -> CaseResult:
-    """Write every artefact and the HTML report, then report.json (last)."""
+            pre: sitk.Image | None = None, registration: Any = None,
+            render_worker: Any = None) -> CaseResult:
+    """Write every artefact and the HTML report, then report.json (last). ``render_worker``:
+    see :func:`a0verify.report.write_case_outputs`."""
     from a0verify.report import write_case_outputs
 
     t0 = time.perf_counter()
     retire_previous_result(out)
     report["outputs"].update(write_case_outputs(
         out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post, pre=pre,
-        registration=registration))
+        registration=registration, render_worker=render_worker))
     report["outputs"]["report_json"] = "report.json"
     report["provenance"]["timings_s"]["outputs"] = time.perf_counter() - t0
     write_json_atomic(out / "report.json", report)
@@ -169,6 +171,8 @@ def carry_tumor(tumor: sitk.Image, reference: sitk.Image,
     the reference grid for display).
     Raises InputError when the tumour falls outside the reference image.
     """
+    if transform is None and geometry.same_grid(tumor, reference):
+        return tumor, tumor  # already on the reference grid (and known not to be empty)
     from a0verify import registration as reg_mod
 
     tx = transform if transform is not None else sitk.Transform(3, sitk.sitkIdentity)
@@ -192,6 +196,25 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
     record (``registration_json``) adds its QA and uncertainty. ``post_path`` (optional) is only
     used as the background of the report figures. The result is on the ablation mask's grid.
     """
+    from a0verify.viz import warm_render_worker
+
+    # While the inputs are read and the margin computed, a worker process loads VTK for the
+    # 3-D views (other core) and a thread loads the margin kernels.
+    render_worker = warm_render_worker()
+    loader = start_loading_kernels()
+    try:
+        return _margin_case(tumor_path, ablation_path, out_dir, threshold_mm=threshold_mm,
+                            transform_path=transform_path, registration_json=registration_json,
+                            post_path=post_path, render_worker=render_worker)
+    finally:
+        loader.join()
+        render_worker.close()
+
+
+def _margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
+                 *, threshold_mm: float, transform_path: str | Path | None,
+                 registration_json: str | Path | None, post_path: str | Path | None,
+                 render_worker: Any) -> CaseResult:
     _check_threshold(threshold_mm)
     out = ensure_output_dir(out_dir)
     warnings: list[str] = []
@@ -222,7 +245,7 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
         warnings=warnings, registration=reg_record, registration_uncertainty_mm=reg_unc,
     )
     return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post,
-                   registration=transform)
+                   registration=transform, render_worker=render_worker)
 
 
 def _read_transform(path: str | Path) -> sitk.Transform:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,9 @@ import SimpleITK as sitk
 
 from a0verify import geometry
 from a0verify.report.slicer import ABLATION_RGB, Surface
+
+if TYPE_CHECKING:
+    from a0verify.forkjob import WarmWorker
 
 F64 = npt.NDArray[np.float64]
 
@@ -78,10 +81,67 @@ def render_margin_3d(surfaces: Sequence[Surface], ablation: sitk.Image,
     translucent ablation zone, from two viewpoints: facing the thinnest-margin point from outside,
     and turned 90° about the vertical. Returns [(caption, PNG bytes), ...]; no surfaces: [].
     """
-    from a0verify.report.figures import CMAP, margin_norm
-
     if not surfaces:
         return []
+    zv, zf = zone_mesh(ablation)
+    return _render_views(surfaces, zv, zf, point_lps, threshold_mm, window_size)
+
+
+class RenderJob:
+    """The 3-D views of :func:`render_margin_3d`, rendered in a worker process while the caller
+    writes files and draws the 2-D figures: a :class:`a0verify.forkjob.WarmWorker` made
+    earlier by :func:`warm_render_worker` when given, else a new
+    :class:`a0verify.forkjob.ForkJob`. ``result()`` waits for them; when no worker can be used
+    or it fails, the views are rendered in this process instead (same pictures either way)."""
+
+    def __init__(self, surfaces: Sequence[Surface], ablation: sitk.Image,
+                 point_lps: npt.ArrayLike, threshold_mm: float,
+                 worker: WarmWorker[list[tuple[str, bytes]]] | None = None) -> None:
+        from a0verify.forkjob import ForkJob
+
+        self.job: ForkJob[list[tuple[str, bytes]]] | WarmWorker[list[tuple[str, bytes]]] | None
+        self.job = None
+        if not surfaces:
+            if worker is not None:
+                worker.close()
+            return
+        # the zone mesh is made here (SimpleITK); the worker only runs VTK
+        zv, zf = zone_mesh(ablation)
+        args = (list(surfaces), zv, zf, np.asarray(point_lps, float), float(threshold_mm))
+        if worker is not None:
+            worker.submit(*args)
+            self.job = worker
+        else:
+            self.job = ForkJob(_render_views, *args)
+
+    def result(self) -> list[tuple[str, bytes]]:
+        """The rendered views [(caption, PNG bytes), ...]; [] without surfaces."""
+        return [] if self.job is None else self.job.result()
+
+
+def warm_render_worker() -> WarmWorker[list[tuple[str, bytes]]]:
+    """A worker process that loads pyvista/VTK and opens an off-screen GL context now (while
+    the caller reads its inputs and computes the margin) and renders the 3-D views once given
+    them (pass it to :class:`RenderJob`; ``close()`` it if it is not used)."""
+    from a0verify.forkjob import WarmWorker
+
+    return WarmWorker(_prepare_render, _render_views)
+
+
+def _prepare_render() -> None:
+    pv = _pv()
+    pl = pv.Plotter(off_screen=True, window_size=[64, 64])
+    pl.add_mesh(pv.Sphere(), smooth_shading=True)
+    pl.screenshot(return_img=True)
+    pl.close()
+
+
+def _render_views(surfaces: Sequence[Surface], zv: F64, zf: npt.NDArray[Any],
+                  point_lps: npt.ArrayLike, threshold_mm: float,
+                  window_size: tuple[int, int] = (620, 520)) -> list[tuple[str, bytes]]:
+    """The two views of :func:`render_margin_3d` from the zone mesh (zv, zf; may be empty)."""
+    from a0verify.report.figures import CMAP, margin_norm
+
     pv = _pv()
     pt = np.asarray(point_lps, float)
     all_v = np.vstack([s.vertices_lps for s in surfaces])
@@ -93,54 +153,57 @@ def render_margin_3d(surfaces: Sequence[Surface], ablation: sitk.Image,
     up = np.array([0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.array([0.0, -1.0, 0.0])
     side = np.cross(up, d)
     side /= np.linalg.norm(side)
-    zv, zf = zone_mesh(ablation)
     extent = float(np.ptp(np.vstack([all_v, zv]) if len(zv) else all_v, axis=0).max())
     dist = 2.6 * max(extent, 10.0)
     clim = margin_norm(threshold_mm)
     views = [(d, f"facing the thinnest margin, seen from {direction_words(d)}"),
              (side, f"turned 90°, seen from {direction_words(side)}")]
+    # one plotter (one GL context, shaders compiled once) shows both views in turn
+    pl = pv.Plotter(off_screen=True, window_size=list(window_size))
+    pl.set_background("white")
+    for s in surfaces:
+        mesh = _polydata(pv, s.vertices_lps, s.faces)
+        mesh.point_data["margin (mm)"] = s.margin_mm
+        pl.add_mesh(mesh, scalars="margin (mm)", cmap=CMAP, clim=clim, smooth_shading=True,
+                    show_scalar_bar=s is surfaces[0],
+                    scalar_bar_args={"title": "margin (mm)", "color": "black",
+                                     "vertical": True, "position_x": 0.86,
+                                     "position_y": 0.15, "height": 0.7, "width": 0.08,
+                                     "fmt": "%.0f"})
+    if len(zv):
+        pl.add_mesh(_polydata(pv, zv, zf), color=ABLATION_RGB, opacity=0.15,
+                    smooth_shading=True)
+    pl.add_mesh(pv.Sphere(radius=max(0.6, 0.02 * extent), center=pt), color="magenta")
+    arrow_len = max(6.0, 0.3 * extent)
+    pl.add_mesh(pv.Arrow(start=pt + d * 0.5, direction=d, scale=arrow_len), color="magenta")
+    pl.add_axes(xlabel="L", ylabel="P", zlabel="S", color="black")
+    # no depth peeling: with the EGL backend it drops the translucent zone entirely
+    view_angle = pl.camera.view_angle
     out = []
-    for k, (vdir, caption) in enumerate(views):
-        pl = pv.Plotter(off_screen=True, window_size=list(window_size))
-        pl.set_background("white")
-        for s in surfaces:
-            mesh = _polydata(pv, s.vertices_lps, s.faces)
-            mesh.point_data["margin (mm)"] = s.margin_mm
-            pl.add_mesh(mesh, scalars="margin (mm)", cmap=CMAP, clim=clim, smooth_shading=True,
-                        show_scalar_bar=s is surfaces[0],
-                        scalar_bar_args={"title": "margin (mm)", "color": "black",
-                                         "vertical": True, "position_x": 0.86,
-                                         "position_y": 0.15, "height": 0.7, "width": 0.08,
-                                         "fmt": "%.0f"})
-        if len(zv):
-            pl.add_mesh(_polydata(pv, zv, zf), color=ABLATION_RGB, opacity=0.15,
-                        smooth_shading=True)
-        pl.add_mesh(pv.Sphere(radius=max(0.6, 0.02 * extent), center=pt), color="magenta")
-        arrow_len = max(6.0, 0.3 * extent)
-        pl.add_mesh(pv.Arrow(start=pt + d * 0.5, direction=d, scale=arrow_len), color="magenta")
-        pl.add_axes(xlabel="L", ylabel="P", zlabel="S", color="black")
-        # no depth peeling: with the EGL backend it drops the translucent zone entirely
-        pl.camera.focal_point = tuple(centre)
-        pl.camera.position = tuple(centre + vdir * dist)
-        pl.camera.up = tuple(up)
-        pl.reset_camera()
-        pl.camera.zoom(1.25)
-        pl.add_text(f"view {'AB'[k]}: {caption}", font_size=10, color="black",
-                    position="upper_left")
-        img = pl.screenshot(return_img=True)
+    try:
+        for k, (vdir, caption) in enumerate(views):
+            pl.camera.view_angle = view_angle  # zoom() narrows it: start each view afresh
+            pl.camera.focal_point = tuple(centre)
+            pl.camera.position = tuple(centre + vdir * dist)
+            pl.camera.up = tuple(up)
+            pl.reset_camera(render=False)
+            pl.camera.zoom(1.25)
+            label = pl.add_text(f"view {'AB'[k]}: {caption}", font_size=10, color="black",
+                                position="upper_left")
+            img = pl.screenshot(return_img=True)
+            pl.remove_actor(label, render=False)
+            out.append((f"3-D view {'AB'[k]}: {caption}", _to_png(img)))
+    finally:
         pl.close()
-        out.append((f"3-D view {'AB'[k]}: {caption}", _to_png(img)))
     return out
 
 
 def _to_png(img: npt.NDArray[np.uint8]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.image as mpimg
+    """PNG bytes of an RGB(A) screenshot (PIL: light to import in the render worker)."""
+    from PIL import Image
 
     from a0verify.report.figures import PNG_LEVEL
 
     buf = io.BytesIO()
-    mpimg.imsave(buf, img, format="png", pil_kwargs={"compress_level": PNG_LEVEL})
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG", compress_level=PNG_LEVEL)
     return buf.getvalue()

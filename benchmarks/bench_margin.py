@@ -165,12 +165,16 @@ def spawn(name: str, d: Path, repeat: int) -> dict[str, Any]:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def time_process(cmd: list[str]) -> tuple[float, float, str]:
+def time_process(cmd: list[str]) -> tuple[float, float, str, float]:
+    """(wall s, max RSS MB, last stderr line on failure, CPU s user+system) of one process."""
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = p.stderr.read() if p.stderr else ""
+    _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    return wall, ru, (p.stderr.strip().splitlines() or [""])[-1] if p.returncode else ""
+    p.returncode = os.waitstatus_to_exitcode(status)
+    msg = (err.strip().splitlines() or [""])[-1] if p.returncode else ""
+    return wall, ru.ru_maxrss / 1024.0, msg, ru.ru_utime + ru.ru_stime
 
 
 def read_plus_scipy(d: Path) -> None:
@@ -247,9 +251,12 @@ def main() -> None:
             cli_cmd = [exe, "margin", "--tumor", str(d / "tumor.nrrd"), "--ablation",
                        str(d / "ablation.nrrd"), "--out", str(d / "out"), "--quiet"]
             time_process(cli_cmd)  # warm caches (Numba on-disk cache, file cache)
-            cli = [time_process(cli_cmd) for _ in range(3)]
             ref_cmd = [sys.executable, __file__, "--read-plus-scipy", str(d)]
-            ref = time_process(ref_cmd)
+            # interleaved, so that both see the same load on a shared machine
+            cli, refs = [], []
+            for k in range(3):
+                refs.append(time_process(ref_cmd))
+                cli += [time_process(cli_cmd) for _ in range(2 if k < 2 else 1)]
             report = None
             rp = d / "out" / "report.json"
             if rp.exists():
@@ -283,11 +290,20 @@ def main() -> None:
         row("EDT full volume: a0verify", res["edt_full_a0verify"])
         row("EDT full volume: scipy (reference)", res["edt_full_scipy"])
         cli_wall = statistics.median(c[0] for c in cli)
-        lines.append(f"| `a0verify margin` process (median of 3) | {cli_wall:.3f} | "
-                     f"{max(c[1] for c in cli):.0f} (max RSS) | {ref[0] / cli_wall:.1f}x faster "
-                     f"than read masks + scipy full EDT |")
-        lines.append(f"| read masks + scipy full-volume EDT (process) | {ref[0]:.3f} | "
-                     f"{ref[1]:.0f} (max RSS) | |")
+        cli_cpu = statistics.median(c[3] for c in cli)
+        ref_wall = statistics.median(r[0] for r in refs)
+        ref_cpu = statistics.median(r[3] for r in refs)
+        lines.append(f"| `a0verify margin` process (median of {len(cli)}) | {cli_wall:.3f} | "
+                     f"{max(c[1] for c in cli):.0f} (max RSS) | {ref_wall / cli_wall:.1f}x faster "
+                     f"than read masks + scipy full EDT (CPU time: {cli_cpu:.2f} s, "
+                     f"{ref_cpu / cli_cpu:.1f}x) |")
+        lines.append(f"| read masks + scipy full-volume EDT (process, median of {len(refs)}) | "
+                     f"{ref_wall:.3f} | {max(r[1] for r in refs):.0f} (max RSS) | "
+                     f"CPU time {ref_cpu:.2f} s |")
+        lines.append("")
+        lines.append("Single runs, wall s: `a0verify margin` "
+                     + ", ".join(f"{c[0]:.2f}" for c in cli) + "; reference "
+                     + ", ".join(f"{r[0]:.2f}" for r in refs) + ".")
         if cli[0][2]:
             lines.append(f"\n`a0verify margin` failed: {cli[0][2]}")
         if "wall_s" in ms:

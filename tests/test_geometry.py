@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -92,3 +94,25 @@ def test_same_grid_and_roi() -> None:
     arr = np.ones(box.shape, np.uint8)
     wrapped = geometry.array_to_image(arr, a, box)
     assert geometry.same_grid(wrapped, sub)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.uint16, np.int16, np.float32])
+def test_nonzero_index_box_matches_np_nonzero(dtype: Any) -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        shape = tuple(int(v) for v in rng.integers(1, 12, 3))
+        a = np.zeros(shape, dtype)
+        k = int(rng.integers(0, 4))
+        for _ in range(k):
+            idx = tuple(int(rng.integers(0, n)) for n in shape)
+            a[idx] = -2 if dtype in (np.int16, np.float32) and rng.random() < 0.5 else 1
+        box = geometry.nonzero_index_box(a)
+        nz = np.nonzero(a)
+        if not nz[0].size:
+            assert box is None
+            continue
+        assert box is not None
+        assert box.lo_zyx == tuple(int(v.min()) for v in nz)
+        assert box.hi_zyx == tuple(int(v.max()) + 1 for v in nz)
+        assert np.count_nonzero(a[box.slices]) == np.count_nonzero(a)
+    assert geometry.nonzero_index_box(np.zeros((0, 3, 3), dtype)) is None

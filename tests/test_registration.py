@@ -226,25 +226,50 @@ def test_bspline_conversion_matches_transformix_and_is_deterministic(tmp_path: P
 
 @pytest.mark.slow
 def test_phantom_deformable_tre() -> None:
-    """Analytic phantom. Its liver is texture-free (uniform HU, two straight vessels), so the
-    alignment near the zone is only weakly determined: measured mean TRE 1.7-1.9 mm (not the
-    <= 1.0 mm reached on real anatomy, see test_real_anatomy_tre_and_mam); asserted here with
-    that known limitation, and against a >= 4x improvement over no registration."""
+    """Analytic phantom, issue-4 targets: TRE in the zone dilated by 20 mm (within the body)
+    mean <= 1.0 mm and p95 <= 1.5 mm. Measured 0.43 / 0.68 mm (max 1.1 mm); phantom seeds 0-5
+    (fresh noise): mean 0.42-0.53, p95 0.67-0.89 mm, with run-to-run jitter of elastix's 2 threads
+    ~0.01 mm. The true transform is exactly rigid near the zone but not over the whole ROI (the
+    best rigid fit over the ROI leaves ~1.1 mm near the zone; the rigid stage measures 1.1-1.3
+    mm), so the B-spline stage must beat the rigid stage. The phantom is well posed because of
+    its liver vessel tree: with the vessels removed the same registration ends at 3.1-3.3 mm
+    (see tests/test_phantom.py::test_liver_vessels_surround_lesions_but_stay_clear)."""
     from a0verify.phantom import post_to_pre
 
     case = _phantom_pair()
     res = register(case.post, case.pre, method="deformable", focus_mask=case.ablation,
                    threads=2, restarts=0)
-    near = R._dilate(sitk.Cast(case.ablation, sitk.sitkUInt8), 20.0) & (case.post > -500)
-    tre = tre_stats(lambda p: post_to_pre(p, case.spec), res.transform, near, step=3)
-    before = tre_stats(lambda p: post_to_pre(p, case.spec), sitk.Euler3DTransform(), near, step=3)
-    assert tre["mean"] <= 2.5 and tre["p95"] <= 3.0, tre
+    zone = sitk.Cast(case.ablation, sitk.sitkUInt8)
+    near = R._dilate(zone, 20.0) & (case.post > -500)
+
+    def truth(p: np.ndarray) -> np.ndarray:
+        return post_to_pre(p, case.spec)
+
+    tre = tre_stats(truth, res.transform, near, step=3)
+    before = tre_stats(truth, sitk.Euler3DTransform(), near, step=3)
+    rigid_stage = tre_stats(truth, _rigid_stage(res), near, step=3)
+    assert tre["mean"] <= 1.0 and tre["p95"] <= 1.5, tre
     assert tre["mean"] * 4.0 < before["mean"], (tre, before)
+    assert tre["mean"] < rigid_stage["mean"], (tre, rigid_stage)
     sim = res.metrics["similarity_roi"]
+    # Mattes MI (lower is better) improves at each stage. NCC is only checked against the start:
+    # over the whole ROI it is dominated by a few hundred voxels at the ROI corner where the
+    # spine edge sits (far from the zone, weakly constrained), and jitters by +-0.1 run to run.
+    mi = {k: v["mattes_mi"] for k, v in sim.items()}
+    assert mi["after"] < mi["after_rigid"] < mi["before"], sim
     assert sim["after"]["ncc"] > sim["before"]["ncc"]
     assert res.metrics["jacobian_roi"]["min"] > 0.5
     assert res.uncertainty_mm > 0
     json.dumps(res.to_dict())
+
+
+def _rigid_stage(res: RegistrationResult) -> sitk.Euler3DTransform:
+    """The rigid stage (initialisation included) of a registration, from its metrics."""
+    rp = res.metrics["rigid_transform"]
+    tx = sitk.Euler3DTransform()
+    tx.SetCenter(rp["center_lps"])
+    tx.SetParameters(rp["parameters_rad_mm"])
+    return tx
 
 
 @pytest.mark.slow

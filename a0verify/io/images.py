@@ -13,8 +13,10 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import SimpleITK as sitk
 
 from a0verify.errors import InputError
@@ -79,7 +81,7 @@ def read_image(path: str | os.PathLike[str], *, what: str = "image",
     except (OSError, ValueError, EOFError, MemoryError) as exc:
         raise InputError(f"{p}: cannot read {what} ({type(exc).__name__}: "
                          f"{(str(exc).splitlines() or [''])[0][:120]})") from None
-    _check_volume(img, p, what)
+    check_volume(img, p, what)
     if p.is_file():
         problem = nifti_problem(p)
         if problem:
@@ -109,7 +111,7 @@ def _read_file(p: Path, what: str, warnings: list[str] | None) -> sitk.Image:
     return sitk.ReadImage(str(p))
 
 
-def _check_volume(img: sitk.Image, p: Path, what: str) -> None:
+def check_volume(img: sitk.Image, p: Path, what: str) -> None:
     if img.GetDimension() != 3:
         raise InputError(f"{p}: {what} is {img.GetDimension()}-D, a 3-D volume is required")
     if min(img.GetSize()) < 2:
@@ -149,22 +151,37 @@ def read_mask(path: str | os.PathLike[str], *, what: str = "mask",
     return out
 
 
+def nonzero_crop(arr: npt.NDArray[Any]) -> npt.NDArray[Any] | None:
+    """View of ``arr`` (z, y, x) inside the tight box of its nonzero voxels; None when every
+    voxel is zero (see :func:`a0verify.geometry.nonzero_index_box`)."""
+    from a0verify import geometry
+
+    box = geometry.nonzero_index_box(arr)
+    return None if box is None else arr[box.slices]
+
+
 def labels_from_image(img: sitk.Image, path: str | os.PathLike[str], what: str) -> sitk.Image:
-    """Validate a label image (integers >= 0, <= 65535, not empty) and cast it to UInt16."""
+    """Validate a label image (integers >= 0, <= 65535, not empty) and cast it to UInt16.
+
+    The checks only look inside the nonzero box (every voxel outside it is 0, a valid label)."""
     arr = sitk.GetArrayViewFromImage(img)
-    if np.issubdtype(arr.dtype, np.floating):
-        if np.any(arr < 0) or np.any(np.abs(arr - np.round(arr)) > 1e-3):
+    crop = nonzero_crop(arr)
+    if crop is None:
+        raise InputError(f"{path}: {what} is empty (no nonzero voxels)")
+    if np.issubdtype(crop.dtype, np.floating):
+        if np.any(crop < 0) or np.any(np.abs(crop - np.round(crop)) > 1e-3):
             raise InputError(f"{path}: {what} is not a label image "
                              "(non-integer or negative values)")
-    elif np.any(arr < 0):
+    elif np.issubdtype(crop.dtype, np.signedinteger) and np.any(crop < 0):
         raise InputError(f"{path}: {what} has negative labels")
-    if arr.size and arr.max() > 65535:
+    if crop.max() > 65535:
         raise InputError(f"{path}: {what} has labels above 65535")
-    out = sitk.Cast(sitk.Round(img) if np.issubdtype(arr.dtype, np.floating) else img,
-                    sitk.sitkUInt16)
-    if not np.any(sitk.GetArrayViewFromImage(out)):
+    if np.issubdtype(crop.dtype, np.floating) and not np.any(np.round(crop)):
         raise InputError(f"{path}: {what} is empty (no nonzero voxels)")
-    return out
+    if img.GetPixelID() == sitk.sitkUInt16:
+        return img
+    return sitk.Cast(sitk.Round(img) if np.issubdtype(arr.dtype, np.floating) else img,
+                     sitk.sitkUInt16)
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike[str], compress: bool = True) -> Path:

@@ -296,10 +296,11 @@ def _fmt(v: npt.ArrayLike) -> str:
 
 def _nonzero_bounds(mask: sitk.Image) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Axis-aligned LPS box (mm) of the nonzero voxels' extents (centres +/- half a voxel)."""
-    arr = sitk.GetArrayViewFromImage(mask)
-    nz = np.nonzero(arr)
-    lo = np.array([a.min() for a in nz], float) - 0.5
-    hi = np.array([a.max() for a in nz], float) + 0.5
+    box = geometry.nonzero_index_box(sitk.GetArrayViewFromImage(mask))
+    if box is None:
+        raise ValueError("empty mask")  # callers check emptiness first
+    lo = np.array(box.lo_zyx, float) - 0.5
+    hi = np.array(box.hi_zyx, float) - 0.5
     corners = np.array([[z, y, x] for z in (lo[0], hi[0]) for y in (lo[1], hi[1])
                         for x in (lo[2], hi[2])])
     pts = geometry.zyx_index_to_lps(mask, corners)
@@ -333,7 +334,7 @@ def read_mask_with_segments(path: str | os.PathLike[str], *, what: str = "mask",
     DICOM SEG (or a DICOM image series used as a label map). Raises InputError naming the file
     when it is missing, unreadable, not 3-D, not a label image or empty.
     """
-    from a0verify.io.images import labels_from_image, read_image
+    from a0verify.io.images import labels_from_image, nonzero_crop, read_image
 
     p = Path(path)
     if not p.exists():
@@ -356,7 +357,8 @@ def read_mask_with_segments(path: str | os.PathLike[str], *, what: str = "mask",
     if img.GetDimension() != 3 or min(img.GetSize()) < 1:
         raise InputError(f"{p}: {what} is not a 3-D volume")
     out = labels_from_image(img, p, what)
-    present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(out)) if v}
+    crop = nonzero_crop(sitk.GetArrayViewFromImage(out))
+    present = set() if crop is None else {int(v) for v in np.unique(crop) if v}
     if infos is None:
         infos = [SegmentInfo(v, f"label {v}") for v in sorted(present)]
     else:
@@ -366,7 +368,7 @@ def read_mask_with_segments(path: str | os.PathLike[str], *, what: str = "mask",
 
 def _read_raw_mask(p: Path, what: str, warnings: list[str] | None) -> sitk.Image:
     """Read a non-DICOM-SEG mask without the scalar check (Slicer files may have layers)."""
-    from a0verify.io.images import read_image
+    from a0verify.io.images import check_volume, read_image
 
     if p.is_dir() or not str(p).lower().endswith(".nrrd"):
         return read_image(p, what=what, warnings=warnings)
@@ -379,4 +381,5 @@ def _read_raw_mask(p: Path, what: str, warnings: list[str] | None) -> sitk.Image
         if img.GetDimension() != 3:
             raise InputError(f"{p}: {what} is {img.GetDimension()}-D, a 3-D volume is required")
         return img
-    return read_image(p, what=what, warnings=warnings)
+    check_volume(img, p, what)  # the checks read_image would make (no NIfTI header here)
+    return img

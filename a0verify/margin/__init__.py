@@ -6,7 +6,9 @@ from a0verify.margin.api import (
     MarginResult,
     SurfaceMesh,
     compute_margin,
+    load_kernels,
     split_lesions,
+    start_loading_kernels,
 )
 
 __all__ = [
@@ -15,5 +17,7 @@ __all__ = [
     "MarginResult",
     "SurfaceMesh",
     "compute_margin",
+    "load_kernels",
     "split_lesions",
+    "start_loading_kernels",
 ]

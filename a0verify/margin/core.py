@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +56,8 @@ from collections.abc import Iterator  # noqa: E402
 
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
+
+from a0verify.margin.lp import LPResult, solve_lp  # noqa: E402
 
 #: Below this many elements the parallel kernels run on one thread: on small regions of interest
 #: thread start-up and contention (the CLI shares 2 cores) cost more than they gain.
@@ -776,14 +777,13 @@ def fit_quadric_patch(points: F64, inside: BoolArr, origin: npt.ArrayLike, frame
     ``frame`` rows (e1, e2, n) a local frame at ``origin`` with n pointing out of the shape.
     F (:func:`quadric_value`, 9 coefficients, dF/dw = -1 at the origin, so F is close to a signed
     distance there) represents spheres and ellipsoids exactly. Every F with ``F > 0`` at inside
-    and ``F < 0`` at outside centres is consistent with the rasterised data; linear programs find
-    the lowest and highest such F at the origin, and the midpoint of the two extreme quadrics
-    (itself consistent, by convexity) is returned with half the range:
-    ``(coeffs, half_width_mm, slack_mm)``. ``slack_mm`` > 0 means the data were not separable
-    by a quadric and the constraints were relaxed by that much. None when a program fails.
+    and ``F < 0`` at outside centres is consistent with the rasterised data; linear programs
+    (:func:`a0verify.margin.lp.solve_lp`) find the lowest and highest such F at the origin, and the
+    midpoint of the two extreme quadrics (itself consistent, by convexity) is returned with half
+    the range: ``(coeffs, half_width_mm, slack_mm)``. ``slack_mm`` > 0 means the data were not
+    separable by a quadric and the constraints were relaxed by that much. None when a program
+    fails.
     """
-    from scipy.optimize import linprog
-
     if inside.sum() < 4 or (~inside).sum() < 4:
         return None
     q = (np.asarray(points, np.float64) - np.asarray(origin, np.float64)) @ frame.T
@@ -791,35 +791,30 @@ def fit_quadric_patch(points: F64, inside: BoolArr, origin: npt.ArrayLike, frame
     w = q[:, 2]
     nf = phi.shape[1]
     sgn = np.where(inside, 1.0, -1.0)  # require sgn (phi c - w) >= -slack
-    cb = [(None, None), (-QUAD_SLOPE_MAX, QUAD_SLOPE_MAX), (-QUAD_SLOPE_MAX, QUAD_SLOPE_MAX)]
-    cb += [(-QUAD_CURV_MAX, QUAD_CURV_MAX)] * 3
-    cb += [(-QUAD_CROSS_MAX, QUAD_CROSS_MAX)] * 2 + [(-QUAD_CURV_MAX, QUAD_CURV_MAX)]
+    lim = np.array([np.inf, QUAD_SLOPE_MAX, QUAD_SLOPE_MAX, QUAD_CURV_MAX, QUAD_CURV_MAX,
+                    QUAD_CURV_MAX, QUAD_CROSS_MAX, QUAD_CROSS_MAX, QUAD_CURV_MAX])
     tie = np.zeros((2, nf))
     tie[0, [3, 5, 8]] = [-0.5, -0.5, 1.0]
     tie[1] = -tie[0]
-    a1 = np.vstack([np.hstack([-sgn[:, None] * phi, -np.ones((len(w), 1))]),
-                    np.hstack([tie, np.zeros((2, 1))])])
-    b1 = np.r_[-sgn * w, QUAD_TIE, QUAD_TIE]
     a2 = np.vstack([-sgn[:, None] * phi, tie])
     e0 = np.zeros(nf)
     e0[0] = 1.0
-    opts = {"presolve": True}
     slack0 = 0.0
 
-    def extremes(slack: float) -> tuple[Any, Any]:
+    def extremes(slack: float) -> tuple[LPResult, LPResult]:
         b2 = np.r_[-sgn * w + slack, QUAD_TIE, QUAD_TIE]
-        lo = linprog(e0, A_ub=a2, b_ub=b2, bounds=cb, method="highs", options=opts)
-        hi = linprog(-e0, A_ub=a2, b_ub=b2, bounds=cb, method="highs", options=opts)
-        return lo, hi
+        return solve_lp(e0, a2, b2, -lim, lim), solve_lp(-e0, a2, b2, -lim, lim)
 
     lo, hi = extremes(tol_mm)
     if lo.status != 0 or hi.status != 0:
         # not separable within tolerance: smallest slack that makes it so, then retry
-        r1 = linprog(np.r_[np.zeros(nf), 1.0], A_ub=a1, b_ub=b1,
-                     bounds=[*cb, (0.0, None)], method="highs", options=opts)
+        a1 = np.vstack([np.hstack([-sgn[:, None] * phi, -np.ones((len(w), 1))]),
+                        np.hstack([tie, np.zeros((2, 1))])])
+        b1 = np.r_[-sgn * w, QUAD_TIE, QUAD_TIE]
+        r1 = solve_lp(np.r_[np.zeros(nf), 1.0], a1, b1, np.r_[-lim, 0.0], np.r_[lim, np.inf])
         if r1.status != 0:
             return None
-        slack0 = float(r1.x[nf])
+        slack0 = max(float(r1.x[nf]), 0.0)
         lo, hi = extremes(slack0 + tol_mm)
     if lo.status != 0 or hi.status != 0:
         return None

@@ -73,7 +73,7 @@ def _background_crop(post: sitk.Image, surfaces: list[Any], point_lps: list[floa
 def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginResult,
                        ablation: sitk.Image, tumor_post: sitk.Image | None = None,
                        post: sitk.Image | None = None, pre: sitk.Image | None = None,
-                       registration: Any = None) -> dict[str, str]:
+                       registration: Any = None, render_worker: Any = None) -> dict[str, str]:
     """Write every artefact of a case into ``out_dir`` (each atomically) and return
     {role: file name relative to out_dir}:
 
@@ -90,18 +90,31 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
     (kept for the pipeline's call signature). Masks must be on ``ablation``'s grid.
     ``registration`` is a RegistrationResult (its writer stores the transform and QA images) or
     a bare ``sitk.Transform`` (post points -> pre points; written as ``transform.h5``).
+    ``render_worker``: a :func:`a0verify.viz.warm_render_worker` started earlier, used for the
+    3-D views (a new worker is forked when None).
     """
     from a0verify.report import slicer
-    from a0verify.report.html import ReportData, write_html_report
+    from a0verify.report.html import FigureJobs, ReportData, write_html_report
 
     out = Path(out_dir)
     outputs: dict[str, str] = {}
+    surfaces = _surfaces(margin)
+    background = None
+    if post is not None:
+        background = _background_crop(post, surfaces, report["min_margin_point_lps"],
+                                      float(report["threshold_mm"]))
+    qa: dict[str, sitk.Image] = {}
+    if registration is not None and not isinstance(registration, sitk.Transform):
+        qa = dict(getattr(registration, "qa_images", {}) or {})
+    data = ReportData(ablation=ablation, tumor=tumor_post, margin_map=margin.margin_map,
+                      background=background, surfaces=surfaces, qa_images=qa)
+    # the figures are drawn in worker processes while the files are written here
+    jobs = FigureJobs.start(report, data, render_worker)
     if margin.margin_map is not None:
         write_image(margin.margin_map, out / "margin_map.nrrd")
         outputs["margin_map"] = "margin_map.nrrd"
     slicer.write_segmentation(out / "segmentation.seg.nrrd", ablation, tumor_post)
     outputs["segmentation"] = "segmentation.seg.nrrd"
-    surfaces = _surfaces(margin)
     slicer.write_surface_vtk(out / "tumor_surface.vtk", surfaces)
     outputs["tumor_surface"] = "tumor_surface.vtk"
     order = sorted(report["lesions"], key=lambda d: d["min_margin_mm"])
@@ -110,13 +123,9 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
          f"thinnest margin of lesion {d['id']}: {d['min_margin_mm']:.2f} mm ({d['verdict']})")
         for d in order])
     outputs["thinnest_point"] = "thinnest_margin.mrk.json"
-    background = None
-    if post is not None:
-        background = _background_crop(post, surfaces, report["min_margin_point_lps"],
-                                      float(report["threshold_mm"]))
+    if background is not None:
         write_image(background, out / "post_ct_roi.nrrd")
         outputs["post_ct_roi"] = "post_ct_roi.nrrd"
-    qa: dict[str, sitk.Image] = {}
     if isinstance(registration, sitk.Transform):  # a bare transform (``a0verify margin``)
         from a0verify.io import atomic_path
 
@@ -128,18 +137,15 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
 
         for role, p in reg_mod.write_registration_outputs(registration, out).items():
             outputs[f"registration_{role}"] = Path(p).name
-        qa = dict(getattr(registration, "qa_images", {}) or {})
         for name, im in qa.items():  # keep the QA images for `a0verify report DIR`
             if f"registration_{name}" not in outputs:
                 write_image(im, out / f"qa_{name}.nrrd")
                 outputs[f"registration_{name}"] = f"qa_{name}.nrrd"
-    data = ReportData(ablation=ablation, tumor=tumor_post, margin_map=margin.margin_map,
-                      background=background, surfaces=surfaces, qa_images=qa)
     # the page lists the outputs: show the complete set (report.json is written last)
     page = {**report, "outputs": {**report.get("outputs", {}), **outputs,
                                   "report_json": "report.json"}}
     page["outputs"].setdefault("report_html", "report.html")
-    written = write_html_report(page, out, data)
+    written = write_html_report(page, out, data, jobs=jobs)
     outputs.update(written)
     return outputs
 

@@ -30,13 +30,18 @@ PANEL_PX = 256
 PNG_LEVEL = 3  # zlib level: fast to write, files ~10 % larger than level 9
 
 
-def _plt() -> Any:
+def _figure(**kwargs: Any) -> Any:
+    """A matplotlib ``Figure`` (keyword arguments as for ``Figure``) saved through the Agg
+    canvas: no pyplot, so no global figure state and a lighter import."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _cmap(name: str) -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib.colormaps[name]
 
 
 def margin_norm(threshold_mm: float) -> tuple[float, float]:
@@ -46,9 +51,11 @@ def margin_norm(threshold_mm: float) -> tuple[float, float]:
 
 
 def _png(fig: Any, dpi: int = 100) -> bytes:
+    """PNG bytes of ``fig`` (the figures here are laid out by hand or by the constrained layout,
+    so no second "tight" pass is needed)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight",
-                metadata={"Software": None}, pil_kwargs={"compress_level": PNG_LEVEL})
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None},
+                pil_kwargs={"compress_level": PNG_LEVEL})
     return buf.getvalue()
 
 
@@ -217,7 +224,7 @@ def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
     centred on the threshold), tissue within ``threshold_mm`` of the tumour that is not ablated
     (red hatch), unablated tumour (solid red), and the thinnest point (magenta cross-hair).
     """
-    plt = _plt()
+    from matplotlib.cm import ScalarMappable
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
@@ -237,9 +244,14 @@ def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
     margin_map = crop_to_cube(margin_map, center, half)
     lo, hi = margin_norm(threshold_mm)
     norm = Normalize(lo, hi)
-    cmap = plt.get_cmap(CMAP).with_extremes(bad="0.6")
+    cmap = _cmap(CMAP).with_extremes(bad="0.6")
 
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 5.6), layout="constrained")
+    # fixed layout (inches): three square panels, titles above, colour bar below; one draw
+    fw, fh, side, gap = 13.5, 5.8, 4.2, 0.225
+    fig = _figure(figsize=(fw, fh))
+    x0 = (fw - 3 * side - 2 * gap) / 2
+    axes = [fig.add_axes(((x0 + k * (side + gap)) / fw, 0.9 / fh, side / fw, side / fh))
+            for k in range(3)]
     for ax, pl in zip(axes, planes, strict=True):
         s = pl.pixel_mm
         extent = (pl.h[0] - s / 2, pl.h[-1] + s / 2, pl.v[0] - s / 2, pl.v[-1] + s / 2)
@@ -300,18 +312,16 @@ def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
         ax.plot([x0, x0 + 10.0], [yb, yb], color="white", lw=3)
         ax.text(x0 + 5.0, yb, "10 mm\n" if not pl.invert_v else "\n10 mm", color="white",
                 ha="center", va="center", fontsize=9)
-    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    cb = fig.colorbar(sm, ax=axes, orientation="horizontal", fraction=0.06, aspect=60,
-                      extend="both", shrink=0.8)
+    sm = ScalarMappable(norm=norm, cmap=cmap)
+    cax = fig.add_axes((0.1, 0.42 / fh, 0.8, 0.17 / fh))
+    cb = fig.colorbar(sm, cax=cax, orientation="horizontal", extend="both")
     cb.set_label(f"margin at the tumour surface (mm); white = threshold {threshold_mm:g} mm, "
                  "red = thinner")
     fig.suptitle(f"Thinnest margin {min_margin_mm:.1f} mm at the magenta circle (lesion "
                  f"{lesion_id}).  Green: ablation zone.  Coloured line: tumour.\nRed hatch: "
                  f"tissue within {threshold_mm:g} mm of the tumour that is not ablated.",
-                 fontsize=12)
-    data = _png(fig)
-    plt.close(fig)
-    return data
+                 fontsize=12, y=1.0 - 0.06 / fh, va="top")
+    return _png(fig)
 
 
 def histogram_png(surfaces: Sequence[Surface], threshold_mm: float,
@@ -320,19 +330,19 @@ def histogram_png(surfaces: Sequence[Surface], threshold_mm: float,
     like the views, with 0 mm and the threshold marked. The title states ``fraction_below``
     (surface fraction with margin < threshold, e.g. from report.json; estimated from the vertex
     areas when None). No surface gives an empty plot."""
-    plt = _plt()
     from matplotlib.colors import Normalize
 
     m = np.concatenate([s.margin_mm for s in surfaces]) if surfaces else np.zeros(0)
     w = np.concatenate([_vertex_areas(s) for s in surfaces]) if surfaces else np.zeros(0)
-    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    fig = _figure(figsize=(7.0, 3.2))
+    ax = fig.add_axes((0.1, 0.15, 0.88, 0.76))  # fixed layout: one draw
     if m.size:
         lo = min(float(m.min()), 0.0) - 0.5
         hi = max(float(m.max()), threshold_mm) + 0.5
         edges = np.linspace(lo, hi, 51)
         counts, _ = np.histogram(m, bins=edges, weights=w)
         centers = 0.5 * (edges[1:] + edges[:-1])
-        cmap = plt.get_cmap(CMAP)
+        cmap = _cmap(CMAP)
         norm = Normalize(*margin_norm(threshold_mm))
         ax.bar(centers, counts, width=np.diff(edges), color=cmap(norm(centers)),
                edgecolor="0.3", linewidth=0.3)
@@ -346,9 +356,7 @@ def histogram_png(surfaces: Sequence[Surface], threshold_mm: float,
     ax.set_xlabel("margin at the tumour surface (mm, positive inside the ablation zone)")
     ax.set_ylabel("surface area (mm²)")
     ax.legend(loc="best", fontsize=8)
-    data = _png(fig)
-    plt.close(fig)
-    return data
+    return _png(fig)
 
 
 def registration_png(qa_images: dict[str, sitk.Image], ablation: sitk.Image,
@@ -361,11 +369,10 @@ def registration_png(qa_images: dict[str, sitk.Image], ablation: sitk.Image,
     names += sorted(n for n in qa_images if n not in names)
     if not names:
         return None
-    plt = _plt()
     planes = make_planes(point_lps, center_lps, half_width_mm)[:2]
     abl_f = binary_float(crop_to_cube(ablation, center_lps, half_width_mm))
-    fig, axes = plt.subplots(len(planes), len(names), figsize=(4.2 * len(names) + 1.0, 8.4),
-                             squeeze=False, layout="constrained")
+    fig = _figure(figsize=(4.2 * len(names) + 1.0, 8.4), layout="constrained")
+    axes = fig.subplots(len(planes), len(names), squeeze=False)
     for j, name in enumerate(names):
         for i, pl in enumerate(planes):
             ax = axes[i, j]
@@ -390,6 +397,4 @@ def registration_png(qa_images: dict[str, sitk.Image], ablation: sitk.Image,
             ax.set_title(f"{name} — {pl.name}", fontsize=11)
             if diff and i == 0:
                 fig.colorbar(im, ax=axes[:, j], shrink=0.6, label="HU (fixed − warped)")
-    data = _png(fig, dpi=80)
-    plt.close(fig)
-    return data
+    return _png(fig, dpi=80)

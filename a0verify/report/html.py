@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import numpy as np
@@ -24,6 +24,10 @@ from a0verify.errors import InputError
 from a0verify.io import atomic_path, write_text_atomic
 from a0verify.report import figures
 from a0verify.report.slicer import Surface
+
+if TYPE_CHECKING:
+    from a0verify import viz
+    from a0verify.forkjob import ForkJob, WarmWorker
 
 VERDICT_TEXT = {
     "A0": "A0 — margin sufficient",
@@ -124,10 +128,9 @@ def _fraction_below(report: dict[str, Any]) -> float | None:
     return below / area if area > 0 else None
 
 
-def build_figures(report: dict[str, Any], data: ReportData) -> dict[str, tuple[str, bytes]]:
-    """Render every figure: {role: (caption, PNG bytes)}; roles as in ``FIGURE_FILES``."""
-    from a0verify import viz
-
+def figures_2d(report: dict[str, Any], data: ReportData) -> dict[str, tuple[str, bytes]]:
+    """The matplotlib figures: {role: (caption, PNG bytes)} for "views", "histogram" and, with
+    QA images, "registration"."""
     thr = float(report["threshold_mm"])
     lid = int(report["min_margin_lesion_id"])
     pt = report["min_margin_point_lps"]
@@ -138,9 +141,6 @@ def build_figures(report: dict[str, Any], data: ReportData) -> dict[str, tuple[s
                         margin_map=data.margin_map, surfaces=data.surfaces, lesion_id=lid,
                         point_lps=pt, min_margin_mm=float(report["min_margin_mm"]),
                         threshold_mm=thr))
-    renders = viz.render_margin_3d(data.surfaces, data.ablation, pt, thr)
-    for role, (cap, png) in zip(("render_a", "render_b"), renders, strict=False):
-        out[role] = (cap, png)
     out["histogram"] = ("Margins over the tumour surface (area-weighted)",
                         figures.histogram_png(data.surfaces, thr, _fraction_below(report)))
     if data.qa_images:
@@ -150,6 +150,39 @@ def build_figures(report: dict[str, Any], data: ReportData) -> dict[str, tuple[s
         if qa_png is not None:
             out["registration"] = ("Registration QA: checkerboard of post CT and registered pre "
                                    "CT, and their difference", qa_png)
+    return out
+
+
+@dataclass
+class FigureJobs:
+    """Every figure of a report being drawn in forked workers (:class:`a0verify.forkjob.ForkJob`):
+    the 2-D figures in one, the 3-D views in another, while the caller writes the other files."""
+
+    flat: ForkJob[dict[str, tuple[str, bytes]]]
+    renders: viz.RenderJob
+
+    @classmethod
+    def start(cls, report: dict[str, Any], data: ReportData,
+              render_worker: WarmWorker[list[tuple[str, bytes]]] | None = None) -> FigureJobs:
+        """Start both jobs; ``render_worker`` (:func:`a0verify.viz.warm_render_worker`) renders
+        the 3-D views when given."""
+        from a0verify import viz
+        from a0verify.forkjob import ForkJob
+
+        renders = viz.RenderJob(data.surfaces, data.ablation, report["min_margin_point_lps"],
+                                float(report["threshold_mm"]), worker=render_worker)
+        return cls(flat=ForkJob(figures_2d, report, data), renders=renders)
+
+
+def build_figures(report: dict[str, Any], data: ReportData,
+                  jobs: FigureJobs | None = None) -> dict[str, tuple[str, bytes]]:
+    """Render every figure: {role: (caption, PNG bytes)}; roles as in ``FIGURE_FILES``.
+    ``jobs``: the figures already started by the caller (:meth:`FigureJobs.start` with the same
+    report and data); started here when None."""
+    jobs = jobs if jobs is not None else FigureJobs.start(report, data)
+    out = dict(jobs.flat.result())
+    for role, (cap, png) in zip(("render_a", "render_b"), jobs.renders.result(), strict=False):
+        out[role] = (cap, png)
     return out
 
 
@@ -187,13 +220,14 @@ def render_html(report: dict[str, Any], figs: dict[str, tuple[str, bytes]],
 
 
 def write_html_report(report: dict[str, Any], out_dir: str | Path, data: ReportData,
-                      *, pdf: bool = False) -> dict[str, str]:
+                      *, pdf: bool = False, jobs: FigureJobs | None = None
+                      ) -> dict[str, str]:
     """Render the figures (also written as PNG files) and ``report.html`` into ``out_dir``
     atomically. With ``pdf`` also ``report.pdf`` (needs weasyprint; InputError if missing).
     Returns {role: file name}."""
     t0 = time.perf_counter()
     out = Path(out_dir)
-    figs = build_figures(report, data)
+    figs = build_figures(report, data, jobs)
     written: dict[str, str] = {}
     for role, (_, png) in figs.items():
         name = FIGURE_FILES[role]

@@ -45,15 +45,11 @@ def nonzero_box(mask: sitk.Image, pad: int = 1) -> geometry.IndexBox:
     """Array-index box (z, y, x) of the nonzero voxels of ``mask`` padded by ``pad`` voxels
     (clipped to the image). An all-zero mask gives a 1-voxel box at index 0."""
     arr = sitk.GetArrayViewFromImage(mask)
-    # two projections: much cheaper than np.nonzero on a full CT grid
-    zy = np.any(arr, axis=2)
-    hits = [np.flatnonzero(zy.any(axis=1)), np.flatnonzero(zy.any(axis=0)),
-            np.flatnonzero(np.any(arr, axis=(0, 1)))]
-    if hits[0].size == 0:
+    box = geometry.nonzero_index_box(arr)
+    if box is None:
         return geometry.IndexBox((0, 0, 0), (1, 1, 1))
-    lo_l = [max(0, int(h[0]) - pad) for h in hits]
-    hi_l = [min(n, int(h[-1]) + 1 + pad) for h, n in zip(hits, arr.shape, strict=True)]
-    lo, hi = tuple(lo_l), tuple(hi_l)
+    lo = tuple(max(0, v - pad) for v in box.lo_zyx)
+    hi = tuple(min(n, v + pad) for v, n in zip(box.hi_zyx, arr.shape, strict=True))
     return geometry.IndexBox(lo, hi)  # type: ignore[arg-type]
 
 
