@@ -12,6 +12,7 @@ outcome is the same either way; an exception raised by the function then propaga
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -32,78 +33,6 @@ def parallel_ok() -> bool:
         return len(os.sched_getaffinity(0)) >= 2
     except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
         return (os.cpu_count() or 1) >= 2
-
-
-class ForkJob(Generic[T]):
-    """``fn(*args)`` started in a forked worker now; :meth:`result` returns its value.
-
-    The worker must only run code that is safe after ``fork`` (NumPy, VTK, matplotlib, and ITK
-    filters, whose thread pool is re-created in the child)."""
-
-    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
-        self._fn = fn
-        self._args = args
-        self._proc: Any = None
-        self._conn: Any = None
-        self._done = False
-        self._value: T | None = None
-        if parallel_ok():
-            self._start()
-
-    @property
-    def in_worker(self) -> bool:
-        """Whether a worker process was started for this job."""
-        return self._proc is not None
-
-    def _start(self) -> None:
-        import multiprocessing as mp
-        import warnings
-
-        ctx = mp.get_context("fork")
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker, args=(send, self._fn, self._args), daemon=True,
-                           name="a0verify-worker")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-                proc.start()
-        except OSError:
-            recv.close()
-            send.close()
-            return
-        send.close()
-        self._proc, self._conn = proc, recv
-
-    def result(self, timeout_s: float = 300.0) -> T:
-        """The function's value (waits for the worker; computed here if it failed)."""
-        if self._done:
-            return self._value  # type: ignore[return-value]
-        got: tuple[bool, Any] = (False, None)
-        if self._proc is not None:
-            try:
-                if self._conn.poll(timeout_s):
-                    status, payload = self._conn.recv()
-                    got = (status == "ok", payload)
-            except (EOFError, OSError):
-                pass
-            finally:
-                self._conn.close()
-                self._proc.join(5.0)
-                if self._proc.is_alive():
-                    self._proc.kill()
-                    self._proc.join()
-        self._value = got[1] if got[0] else self._fn(*self._args)
-        self._done = True
-        return self._value
-
-
-def _worker(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    try:
-        conn.send(("ok", fn(*args)))
-    except BaseException as exc:  # the parent computes the result itself on any failure
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
 
 
 class WarmWorker(Generic[T]):
@@ -208,3 +137,20 @@ def _warm_worker(conn: Any, prepare: Callable[[], object], fn: Callable[..., Any
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _nothing() -> None:
+    return None
+
+
+class ForkJob(WarmWorker[T]):
+    """``fn(*args)`` started in a forked worker now; :meth:`result` returns its value (computed
+    here when the worker is missing, failed or died). The worker must only run code that is
+    safe after ``fork`` (NumPy, VTK, matplotlib, and ITK filters, whose thread pool is
+    re-created in the child)."""
+
+    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+        # the arguments reach the worker through the fork itself (not pickled): large images
+        # cost nothing to hand over
+        super().__init__(_nothing, functools.partial(fn, *args))
+        self.submit()

@@ -1,7 +1,7 @@
 """Benchmark of the margin step (issue #3): one command, prints tables, writes RESULTS_margin.md.
 
-    .venv/bin/python benchmarks/bench_margin.py            # speed (clinical-size case)
-    .venv/bin/python benchmarks/bench_margin.py --accuracy 12   # + analytic accuracy table
+    .venv/bin/python benchmarks/bench_margin.py            # speed + accuracy (10 per row)
+    .venv/bin/python benchmarks/bench_margin.py --accuracy 0    # speed only
 
 Speed case: 512 x 512 x 300 voxels at 0.78 x 0.78 x 2.5 mm, a 3 cm spherical tumour inside a
 5 cm spherical ablation zone (true MAM known). Every item runs in a fresh subprocess that reads
@@ -225,7 +225,7 @@ def main() -> None:
     ap.add_argument("--item")
     ap.add_argument("--dir")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--accuracy", type=int, default=0, help="cases per spacing/orientation")
+    ap.add_argument("--accuracy", type=int, default=10, help="cases per spacing/orientation")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--read-plus-scipy")

@@ -26,7 +26,7 @@ def test_forkjob_runs_in_a_worker_and_falls_back(monkeypatch: pytest.MonkeyPatch
     assert (pid != os.getpid()) == job.in_worker == forkjob.parallel_ok()
     assert job.result() == (pid, 5)  # cached
     # a worker that dies without answering: computed here
-    monkeypatch.setattr(forkjob, "_worker", lambda conn, fn, args: conn.close())
+    monkeypatch.setattr(forkjob, "_warm_worker", lambda conn, prepare, fn: conn.close())
     assert forkjob.ForkJob(_pid_and_sum, 1, 2).result() == (os.getpid(), 3)
     monkeypatch.undo()
     monkeypatch.setenv(forkjob.SERIAL_ENV, "1")
@@ -74,3 +74,11 @@ def test_warm_worker_fallbacks() -> None:
     t0 = time.perf_counter()
     w3.close()
     assert time.perf_counter() - t0 < 5.0
+
+
+def test_forkjob_arguments_are_not_pickled() -> None:
+    """ForkJob hands its arguments over through the fork: unpicklable ones still run there."""
+    job = forkjob.ForkJob(lambda f: (os.getpid(), f(2)), lambda x: x + 1)
+    pid, value = job.result()
+    assert value == 3
+    assert (pid != os.getpid()) == forkjob.parallel_ok()

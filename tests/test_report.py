@@ -276,7 +276,7 @@ def test_render_job_in_worker_matches_in_process(case: dict[str, Any],
         ia, ib = _png_array(a), _png_array(b)
         assert ia.shape == ib.shape
         assert np.abs(ia - ib).mean() < 0.01
-    monkeypatch.setattr(forkjob, "_worker", lambda conn, fn, args: conn.close())
+    monkeypatch.setattr(forkjob, "_warm_worker", lambda conn, prepare, fn: conn.close())
     again = viz.RenderJob(surfaces, zone, pt, THR).result()
     assert [c for c, _ in again] == [c for c, _ in serial]
     assert viz.RenderJob([], zone, pt, THR).result() == []
