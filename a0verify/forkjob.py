@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 #: Environment variable that turns workers off (any non-empty value).
 SERIAL_ENV = "A0VERIFY_SERIAL"
+#: Scheduling niceness added in workers.
+WORKER_NICE = 5
 
 
 def parallel_ok() -> bool:
@@ -124,6 +126,8 @@ class WarmWorker(Generic[T]):
 
 
 def _warm_worker(conn: Any, prepare: Callable[[], object], fn: Callable[..., Any]) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(WORKER_NICE)  # on a busy machine the main process (margin compute) goes first
     try:
         with contextlib.suppress(Exception):
             prepare()

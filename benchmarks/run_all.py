@@ -42,6 +42,10 @@ def merge() -> None:
         "`benchmarks/RESULTS_<area>.md`, written by `bench_<area>.py` in its latest run.\n",
         f"Machine: {platform.platform()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} cores.\n",
+        "The machine is shared with other jobs: wall times move with the host's load (the same "
+        "full-volume scipy EDT took 39-54 s on different runs), so the ratios measured within "
+        "one run are the fairer figures. Areas are measured at different times (see each "
+        "section).\n",
     ]
     for area in ORDER:
         f = HERE / f"RESULTS_{area}.md"
