@@ -18,8 +18,14 @@ def test_demo_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     truth = json.loads((tmp_path / "demo" / "case" / "truth.json").read_text())
     rep = json.loads((tmp_path / "demo" / "result" / "report.json").read_text())
-    assert rep["verdict"] == classify(truth["min_mam_mm"], 5.0).verdict
-    assert abs(rep["min_margin_mm"] - truth["min_mam_mm"]) <= max(1.0, rep["uncertainty_mm"])
-    # the truth lies inside the reported band
-    assert abs(rep["min_margin_mm"] - truth["min_mam_mm"]) <= rep["uncertainty_mm"]
+    mam, unc, true_mam = rep["min_margin_mm"], rep["uncertainty_mm"], truth["min_mam_mm"]
+    # The verdict is never wrong: the true one (A0 for the demo's 7 mm), or "indeterminate"
+    # exactly when the reported band straddles the threshold (it is about +-2 mm after
+    # deformable registration, so 7 mm sits near its edge).
+    if rep["verdict"] == "indeterminate":
+        assert mam - unc < 5.0 <= mam + unc, (mam, unc)
+    else:
+        assert rep["verdict"] == classify(true_mam, 5.0).verdict
+    assert abs(mam - true_mam) <= 1.0  # end-to-end accuracy after registration (issue 4)
+    assert abs(mam - true_mam) <= unc  # the truth lies inside the reported band
     assert "verdict" in r.output and "report:" in r.output
