@@ -265,17 +265,9 @@ def _pad_box(lo: tuple[int, ...], hi: tuple[int, ...], shape: tuple[int, ...],
     )
 
 
-def _nonzero_box(arr: npt.NDArray[Any]
-                 ) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
-    """(lo, hi) array-index box (z, y, x) of the nonzero voxels of a full-size volume, or None
-    (NumPy's vectorised per-slice maxima beat the Numba scan on whole CT grids)."""
-    box = geometry.nonzero_index_box(arr)
-    return None if box is None else (box.lo_zyx, box.hi_zyx)
-
-
 def _label_lesions(tumor: sitk.Image) -> list[_LesionInput]:
     arr = sitk.GetArrayViewFromImage(tumor)
-    nb = _nonzero_box(arr)
+    nb = core.nonzero_box(arr)
     if nb is None:
         raise InputError("tumour mask is empty (no nonzero voxels)")
     box = _pad_box(nb[0], nb[1], arr.shape, 3)
@@ -381,7 +373,7 @@ def _compute_margin(tumor: TumorInput, ablation: sitk.Image, threshold_mm: float
                     ) -> MarginResult:
     t0 = time.perf_counter()
     abl_arr = sitk.GetArrayViewFromImage(ablation)
-    abl_box = _nonzero_box(abl_arr)
+    abl_box = core.nonzero_box(abl_arr)
     if abl_box is None:
         raise InputError("ablation mask is empty (no nonzero voxels)")
     if isinstance(tumor, sitk.Image):

@@ -258,67 +258,15 @@ def _signed_from_edts(m: BoolArr, sp: F64, h: float, per_slice: bool) -> F32:
         return _combine_signed(m, d_out, d_in, h)
 
 
-# --------------------------------------------------------------------------- label boxes (Numba)
-@njit(cache=True, parallel=True)
-def _nonzero_slices(arr: npt.NDArray[np.uint8], words: npt.NDArray[np.uint64]
-                    ) -> npt.NDArray[np.int64]:
-    """Per z-slice box (ymin, xmin, ymax, xmax) of nonzero bytes (ymax = -1 when none).
-
-    ``words`` is the same memory seen as (nz, ny, nx / 8) uint64, used to skip zero runs fast."""
-    nz, ny, nx = arr.shape
-    nw = words.shape[2]
-    out = np.empty((nz, 4), np.int64)
-    for k in prange(nz):
-        y0 = ny
-        x0 = nx
-        y1 = -1
-        x1 = -1
-        for j in range(ny):
-            for wi in range(nw):
-                if words[k, j, wi] != 0:
-                    for i in range(wi * 8, wi * 8 + 8):
-                        if arr[k, j, i] != 0:
-                            if j < y0:
-                                y0 = j
-                            if j > y1:
-                                y1 = j
-                            if i < x0:
-                                x0 = i
-                            if i > x1:
-                                x1 = i
-        out[k, 0] = y0
-        out[k, 1] = x0
-        out[k, 2] = y1
-        out[k, 3] = x1
-    return out
-
-
+# --------------------------------------------------------------------------- label boxes
 def nonzero_box(arr: npt.NDArray[np.generic]
                 ) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
-    """Half-open (z, y, x) index box of the nonzero voxels of a 3-D array, or None when empty.
+    """Half-open (z, y, x) index box of the nonzero voxels of a 3-D array, or None when empty
+    (:func:`a0verify.geometry.nonzero_index_box`: per-slice maxima, one pass over the data)."""
+    from a0verify.geometry import nonzero_index_box
 
-    One parallel pass over the data (no temporary full-size boolean array for byte images)."""
-    a = np.asarray(arr)
-    if a.dtype.itemsize == 1 and a.flags.c_contiguous and a.shape[2] % 8 == 0:
-        b = a.view(np.uint8)
-        per = _nonzero_slices(b, b.view(np.uint64))
-        rows = np.flatnonzero(per[:, 2] >= 0)
-        if rows.size == 0:
-            return None
-        p = per[rows]
-        return ((int(rows[0]), int(p[:, 0].min()), int(p[:, 1].min())),
-                (int(rows[-1]) + 1, int(p[:, 2].max()) + 1, int(p[:, 3].max()) + 1))
-    nz_any = a != 0
-    if not nz_any.any():
-        return None
-    lo = []
-    hi = []
-    for ax in range(3):
-        other = tuple(i for i in range(3) if i != ax)
-        idx = np.flatnonzero(nz_any.any(axis=other))
-        lo.append(int(idx[0]))
-        hi.append(int(idx[-1]) + 1)
-    return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
+    box = nonzero_index_box(np.asarray(arr))
+    return None if box is None else (box.lo_zyx, box.hi_zyx)
 
 
 # --------------------------------------------------------------------------- shape-based interp.
