@@ -107,6 +107,14 @@ class WarmWorker(Generic[T]):
         self._done = True
         return self._value
 
+    def cancel(self) -> None:
+        """Kill the worker now, whatever it is doing (its result is no longer wanted);
+        :meth:`result` then computes it in this process if it is asked for after all."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+        self._stop()
+        self._proc = None
+
     def close(self) -> None:
         """Stop the worker if it still runs; one that was never given work is killed at once
         (e.g. after an input error)."""

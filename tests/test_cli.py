@@ -43,8 +43,15 @@ def test_run_on_phantom(small_case, tmp_path):
     assert LESION_FIELDS <= rep["lesions"][0].keys()
     assert rep["registration"]["method"] == "deformable"
     # the truth lies inside the reported band (registration + discretisation)
-    assert abs(rep["min_margin_mm"] - truth["min_mam_mm"]) <= rep["uncertainty_mm"]
-    assert rep["verdict"] == "A0"
+    mam, unc = rep["min_margin_mm"], rep["uncertainty_mm"]
+    assert abs(mam - truth["min_mam_mm"]) <= unc
+    assert abs(mam - truth["min_mam_mm"]) <= 1.0  # end-to-end accuracy (issue 4)
+    # never a wrong verdict: the true one (A0, 6.5 mm), or "indeterminate" exactly when the band
+    # straddles the threshold (1.9 x 1.9 x 2.5 mm voxels: the band is about +-1.5-2 mm)
+    if rep["verdict"] == "indeterminate":
+        assert mam - unc < 5.0 <= mam + unc, (mam, unc)
+    else:
+        assert rep["verdict"] == "A0"
     prov = rep["provenance"]
     assert set(prov["input_sha256"]) >= {"pre", "post", "tumor", "ablation"}
     assert "positive inside" in prov["sign_convention"]

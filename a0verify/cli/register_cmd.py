@@ -52,6 +52,10 @@ def register(fixed_path: Path, moving_path: Path, out_dir: Path, method: str,
 
     if len(fixed_points) != len(moving_points):
         raise InputError("--fixed-point and --moving-point must be given the same number of times")
+    if method != "none":
+        from a0verify.registration import elastix_backend
+
+        elastix_backend.preload()  # ~1 s of module loading, overlapping the image reading
     fixed = read_image(fixed_path, what="post (fixed) image")
     moving = read_image(moving_path, what="pre (moving) image")
     zone = read_mask(ablation_path, what="ablation mask") if ablation_path else None
