@@ -45,7 +45,8 @@ class WarmWorker(Generic[T]):
     :meth:`result` falls back to ``fn(*args)`` in this process whenever the worker is missing,
     failed or died; :meth:`close` stops a worker that was never given work. Not thread-safe."""
 
-    def __init__(self, prepare: Callable[[], object], fn: Callable[..., T]) -> None:
+    def __init__(self, prepare: Callable[[], object], fn: Callable[..., T],
+                 nice: int = WORKER_NICE) -> None:
         self._fn = fn
         self._args: tuple[Any, ...] | None = None
         self._proc: Any = None
@@ -59,7 +60,7 @@ class WarmWorker(Generic[T]):
 
         ctx = mp.get_context("fork")
         here, there = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_warm_worker, args=(there, prepare, fn), daemon=True,
+        proc = ctx.Process(target=_warm_worker, args=(there, prepare, fn, nice), daemon=True,
                            name="a0verify-warm-worker")
         try:
             with warnings.catch_warnings():
@@ -133,9 +134,11 @@ class WarmWorker(Generic[T]):
             self._proc.join()
 
 
-def _warm_worker(conn: Any, prepare: Callable[[], object], fn: Callable[..., Any]) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(WORKER_NICE)  # on a busy machine the main process (margin compute) goes first
+def _warm_worker(conn: Any, prepare: Callable[[], object], fn: Callable[..., Any],
+                 nice: int) -> None:
+    if nice:
+        with contextlib.suppress(OSError, AttributeError):
+            os.nice(nice)  # on a busy machine the main process (margin compute) goes first
     try:
         with contextlib.suppress(Exception):
             prepare()
@@ -161,8 +164,9 @@ class ForkJob(WarmWorker[T]):
     safe after ``fork`` (NumPy, VTK, matplotlib, and ITK filters, whose thread pool is
     re-created in the child)."""
 
-    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+    def __init__(self, fn: Callable[..., T], *args: Any, nice: int = WORKER_NICE) -> None:
         # the arguments reach the worker through the fork itself (not pickled): large images
-        # cost nothing to hand over
-        super().__init__(_nothing, functools.partial(fn, *args))
+        # cost nothing to hand over. ``nice``: scheduling niceness added in the worker (0 for
+        # work as urgent as this process's own)
+        super().__init__(_nothing, functools.partial(fn, *args), nice)
         self.submit()

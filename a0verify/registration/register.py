@@ -772,8 +772,8 @@ def register(
                                              * RESTART_ITERATIONS)))])
                      for pm in maps]) for k in range(restarts)]
         parallel = bool(rstarts) and budget > len(rstarts) and parallel_ok()
-        rjobs = [ForkJob(_restart_job, e_fix, e_mov, f_mask, m_mask, rinit, rmaps, 1)
-                 for rinit, rmaps in rstarts] if parallel else []
+        rjobs = [ForkJob(_restart_job, e_fix, e_mov, f_mask, m_mask, rinit, rmaps, 1, nice=0)
+                 for rinit, rmaps in rstarts] if parallel else []  # not niced: same work
         try:
             out, secs = _elastix_maps(e_fix, e_mov, f_mask, m_mask, init, maps,
                                       budget - len(rjobs) if rjobs else None)
