@@ -223,6 +223,17 @@ def _primal_and_multipliers(cols: F64, cost: F64, beq: F64, basis: I64, binv: F6
 
 
 @njit(cache=True, nogil=True)
+def _ratio(alpha: float, xb: float, pinned: bool) -> float:
+    """Ratio-test step of a basic row: 0 for a pinned artificial with a nonzero pivot (it blocks
+    at once, whatever the sign), xb / alpha for a positive pivot, -1 when the row cannot block."""
+    if pinned and abs(alpha) > TOL_PIVOT:
+        return 0.0
+    if alpha > TOL_PIVOT:
+        return max(xb, 0.0) / alpha
+    return -1.0
+
+
+@njit(cache=True, nogil=True)
 def _simplex(cols: F64, cost: F64, beq: F64, basis: I64, is_basic: npt.NDArray[np.bool_],
              n_real: int, n_pin: int, max_iter: int) -> tuple[int, int]:
     """Revised primal simplex on ``min cost.y  s.t.  cols^T y = beq, y >= 0`` from the feasible
@@ -280,11 +291,8 @@ def _simplex(cols: F64, cost: F64, beq: F64, basis: I64, is_basic: npt.NDArray[n
         if bland:
             theta = np.inf
             for i in range(n):
-                if basis[i] >= n_pin and abs(alpha[i]) > TOL_PIVOT:
-                    ratio = 0.0
-                elif alpha[i] > TOL_PIVOT:
-                    ratio = max(xb[i], 0.0) / alpha[i]
-                else:
+                ratio = _ratio(alpha[i], xb[i], basis[i] >= n_pin)
+                if ratio < 0.0:
                     continue
                 if r < 0 or ratio < theta - 1e-12 or (ratio <= theta + 1e-12
                                                        and basis[i] < basis[r]):
@@ -300,11 +308,8 @@ def _simplex(cols: F64, cost: F64, beq: F64, basis: I64, is_basic: npt.NDArray[n
             if theta_max < np.inf:
                 amax = 0.0
                 for i in range(n):
-                    if basis[i] >= n_pin and abs(alpha[i]) > TOL_PIVOT:
-                        ratio = 0.0
-                    elif alpha[i] > TOL_PIVOT:
-                        ratio = max(xb[i], 0.0) / alpha[i]
-                    else:
+                    ratio = _ratio(alpha[i], xb[i], basis[i] >= n_pin)
+                    if ratio < 0.0:
                         continue
                     if ratio <= theta_max and abs(alpha[i]) > amax:
                         amax = abs(alpha[i])
