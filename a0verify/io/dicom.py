@@ -496,3 +496,60 @@ def looks_like_dicom(path: str | Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+#: header keywords that identify the patient or study (shown on the report page, removed by
+#: ``--anonymize``); mapped to the snake_case keys of :func:`series_identity` records
+IDENTITY_KEYWORDS = {
+    "PatientName": "patient_name", "PatientID": "patient_id",
+    "PatientBirthDate": "patient_birth_date", "PatientSex": "patient_sex",
+    "StudyDate": "study_date", "StudyTime": "study_time", "StudyDescription": "study_description",
+    "AccessionNumber": "accession_number", "StudyID": "study_id",
+    "SeriesDescription": "series_description",
+}
+
+
+def series_identity(path: str | Path, series_uid: str | None = None) -> dict[str, Any] | None:
+    """Identity record of the series that :func:`a0verify.io.read_image` reads from ``path``
+    (a DICOM directory, with ``series_uid`` as there, or a multi-frame DICOM file); None when
+    ``path`` is not DICOM.
+
+    Keys: ``study_instance_uid``, ``series_instance_uid``, ``frame_of_reference_uid``,
+    ``sop_class_uid``, ``sop_instance_uids`` (in slice order along the normal), ``modality``,
+    ``series_number``, and the patient/study fields of :data:`IDENTITY_KEYWORDS` (strings, ""
+    when absent). These are patient identifiers: callers decide whether to keep them.
+    """
+    import pydicom
+
+    p = Path(path)
+    if p.is_dir():
+        chosen = choose_series(scan_dicom_dir(p), series_uid, path=p)
+        planes = chosen.planes
+        files = chosen.files
+    elif p.is_file() and looks_like_dicom(p):
+        files = [p]
+        with _quiet():
+            head = pydicom.dcmread(p, stop_before_pixels=True)
+        planes = _frame_planes(head, p) if int(head.get("NumberOfFrames", 1) or 1) > 1 else []
+    else:
+        return None
+    order = np.argsort(_normal_coords(planes), kind="stable") if planes else []
+    ordered_files = list(dict.fromkeys([planes[int(i)].path for i in order] or files))
+    with _quiet():
+        head = pydicom.dcmread(ordered_files[0], stop_before_pixels=True)
+        uids = [str(pydicom.dcmread(f, stop_before_pixels=True,
+                                    specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID", ""))
+                for f in ordered_files]
+    rec: dict[str, Any] = {
+        "study_instance_uid": str(head.get("StudyInstanceUID", "") or ""),
+        "series_instance_uid": str(head.get("SeriesInstanceUID", "") or ""),
+        "frame_of_reference_uid": str(head.get("FrameOfReferenceUID", "") or ""),
+        "sop_class_uid": str(head.get("SOPClassUID", "") or ""),
+        "sop_instance_uids": uids,
+        "modality": str(head.get("Modality", "") or ""),
+        "series_number": int(head.SeriesNumber) if str(head.get("SeriesNumber", "")).strip()
+        .lstrip("-").isdigit() else None,
+    }
+    for kw, key in IDENTITY_KEYWORDS.items():
+        rec[key] = _printable(str(head.get(kw, "") or ""))
+    return rec
