@@ -95,4 +95,5 @@ def views_secondary_capture(ref: ReferenceSeries, png_path: Path, *, series_inst
         sop_instance_uid=sop_instance_uid, instance_number=1, manufacturer="a0verify",
         series_description="a0verify key views")
     sc.BurnedInAnnotation = "NO"
+    sc.Laterality = ""  # General Series, type 2C: a liver view, no paired body part
     return sc

@@ -155,9 +155,14 @@ def synthesized_reference(post_image: Any, folder: Path, *, anonymized: bool,
     else:
         pid = "A0V-" + (source_sha256 or hashlib.sha256(
             u["study_instance_uid"].encode()).hexdigest())[:10].upper()
+    import datetime as _dt
+
+    now = _dt.datetime.now()
     study = StudyInfo(study_instance_uid=u["study_instance_uid"],
                       frame_of_reference_uid=u["frame_of_reference_uid"],
                       patient={"PatientID": pid, "PatientName": ""},
+                      study_date="" if anonymized else now.strftime("%Y%m%d"),
+                      study_time="" if anonymized else now.strftime("%H%M%S"), study_id="A0V",
                       study_description="a0verify ablation margin")
     desc = ("a0verify: anonymized copy of the post-ablation CT" if anonymized else
             "a0verify: post-ablation CT converted to DICOM")

@@ -98,7 +98,7 @@ def masks_on_planes(plans: Sequence[SegmentPlan], planes: Sequence[Plane]
         s = corners @ n
         if pl.position @ n < s.min() - 1e-6 or pl.position @ n > s.max() + 1e-6:
             continue
-        frame = sitk.GetArrayViewFromImage(sitk.Resample(
+        frame = sitk.GetArrayFromImage(sitk.Resample(
             bits, _plane_grid(pl), sitk.Transform(), sitk.sitkNearestNeighbor, 0,
             sitk.sitkUInt32))[0]
         if not frame.any():

@@ -1,0 +1,229 @@
+"""DICOM outputs (SEG, TID 1500 SR, encapsulated PDF, SC): references to the post CT, geometry on
+a flipped axial series (segment centroids read back with highdicom equal the NRRD outputs'
+within half a voxel), values equal to report.json, validator (dciodvfy) without errors,
+synthesized reference for non-DICOM inputs, anonymized export, missing extra, bad inputs.
+
+The post CT series is written from a phantom with y and z flipped (rows run anterior, slices
+run feet-ward), with patient identifiers that need escaping.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("highdicom")
+import highdicom as hd  # noqa: E402
+import pydicom  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
+
+from a0verify import geometry  # noqa: E402
+from a0verify.dicom_out.ctseries import StudyInfo, write_ct_series  # noqa: E402
+from a0verify.errors import InputError  # noqa: E402
+
+PATIENT = {"PatientName": "O'Brien^<Jane>", "PatientID": "PID-77&1"}
+FLIP = np.diag([1.0, -1.0, -1.0])
+
+
+def flipped_copy(image: sitk.Image, flip: np.ndarray = FLIP) -> sitk.Image:
+    """``image`` on the same voxel centres with index axes reversed where ``flip`` is -1."""
+    size = np.asarray(image.GetSize())
+    corner = np.where(np.diag(flip) < 0, size - 1, 0).astype(float)
+    out = sitk.Image([int(v) for v in size], image.GetPixelID())
+    out.SetSpacing(image.GetSpacing())
+    out.SetDirection((geometry.direction_matrix(image) @ flip).ravel().tolist())
+    out.SetOrigin(geometry.index_to_lps(image, corner).tolist())
+    return sitk.Resample(image, out, sitk.Transform(), sitk.sitkNearestNeighbor, -1000.0)
+
+
+def write_post_series(post: sitk.Image, folder: Path, flip: np.ndarray = FLIP) -> str:
+    """The post CT as a DICOM series on a flipped grid; returns its SeriesInstanceUID."""
+    study = StudyInfo(generate_uid(), generate_uid(), dict(PATIENT), study_date="20240312",
+                      study_time="101500", study_id="S1")
+    uid = generate_uid()
+    write_ct_series(flipped_copy(post, flip), folder, study, series_instance_uid=uid,
+                    series_number=3, series_description="PV <b>phase</b> & co", derived=False,
+                    extra={"PatientPosition": "FFS"})
+    return uid
+
+
+@pytest.fixture(scope="module")
+def dicom_result(small_case: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                 ) -> dict[str, Any]:
+    """A margin result measured on a flipped DICOM post series, exported to DICOM."""
+    from a0verify.dicom_out.export import export_dicom
+    from a0verify.pipeline import margin_case
+
+    root = tmp_path_factory.mktemp("dicom_out")
+    post = sitk.ReadImage(str(small_case["post"]))
+    uid = write_post_series(post, root / "post_dcm")
+    res = margin_case(small_case["tumor"], small_case["ablation"], root / "res",
+                      post_path=root / "post_dcm")
+    exp = export_dicom(root / "res")
+    return {"dir": root / "res", "export": exp, "series_uid": uid, "post_dir": root / "post_dcm",
+            "report": json.loads((root / "res" / "report.json").read_text())}
+
+
+def _centroid_lps(mask: sitk.Image) -> np.ndarray:
+    idx = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0).astype(float)
+    return geometry.zyx_index_to_lps(mask, idx).mean(axis=0)
+
+
+def test_seg_references_and_centroids_on_flipped_series(dicom_result: dict[str, Any]) -> None:
+    from a0verify.report.slicer import read_segmentation
+
+    d = dicom_result["dir"]
+    seg = hd.seg.segread(d / "dicom" / "seg.dcm")
+    ct = [pydicom.dcmread(f) for f in sorted(dicom_result["post_dir"].glob("*.dcm"))]
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in ct}
+    assert seg.StudyInstanceUID == ct[0].StudyInstanceUID
+    assert seg.FrameOfReferenceUID == ct[0].FrameOfReferenceUID
+    assert seg.PatientID == PATIENT["PatientID"]
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == \
+        [dicom_result["series_uid"]]
+    # every frame names its source CT slice, and lies on it
+    for fg in seg.PerFrameFunctionalGroupsSequence:
+        src = fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        np.testing.assert_allclose(
+            [float(v) for v in fg.PlanePositionSequence[0].ImagePositionPatient],
+            [float(v) for v in by_uid[src].ImagePositionPatient], atol=1e-4)
+    labels = {int(s.SegmentNumber): s.SegmentLabel for s in seg.SegmentSequence}
+    assert labels == {1: "tumour 1 (registered)", 2: "ablation zone"}
+    codes_ = {int(s.SegmentNumber): s.SegmentedPropertyTypeCodeSequence[0].CodeValue
+              for s in seg.SegmentSequence}
+    assert codes_ == {1: "108369006", 2: "6574001"}
+    nrrd, _ = read_segmentation(d / "segmentation.seg.nrrd")
+    spacing = np.asarray(nrrd["ablation"].GetSpacing())
+    for number, mask in ((1, nrrd["tumor"]), (2, nrrd["ablation"])):
+        vol = seg.get_volume(segment_numbers=[number], combine_segments=True)
+        idx = np.argwhere(vol.array != 0).astype(float)
+        cen = (vol.affine[:3, :3] @ idx.T).T.mean(axis=0) + vol.affine[:3, 3]
+        diff = np.abs(cen - _centroid_lps(mask))
+        assert np.all(diff <= 0.5 * spacing.min()), (number, diff)
+        # an independent reader (a0verify's DICOM SEG import) agrees
+    from a0verify.io.masks import read_dicom_seg
+
+    img, _ = read_dicom_seg(d / "dicom" / "seg.dcm")
+    np.testing.assert_allclose(_centroid_lps(img == 2), _centroid_lps(nrrd["ablation"]),
+                               atol=0.5 * spacing.min())
+
+
+def test_sr_values_equal_report(dicom_result: dict[str, Any]) -> None:
+    from a0verify.dicom_out.sr import read_sr_values
+
+    d = dicom_result["dir"]
+    report = dicom_result["report"]
+    sr = pydicom.dcmread(d / "dicom" / "sr.dcm")
+    assert sr.StudyInstanceUID == pydicom.dcmread(d / "dicom" / "seg.dcm").StudyInstanceUID
+    assert_sr_matches_report(read_sr_values(sr), report)
+    ev = {str(i.SeriesInstanceUID) for s in sr.CurrentRequestedProcedureEvidenceSequence
+          for i in s.ReferencedSeriesSequence}
+    assert dicom_result["series_uid"] in ev
+    assert report["outputs"]["dicom"] == "dicom"
+    assert report["dicom_export"]["reference"] == "original"
+
+
+def assert_sr_matches_report(values: dict[int, dict[str, Any]], report: dict[str, Any]) -> None:
+    """The SR's numbers equal report.json's (decimal strings: 1e-6 relative)."""
+    assert sorted(values) == sorted(int(les["id"]) for les in report["lesions"])
+    for les in report["lesions"]:
+        v = values[int(les["id"])]
+        for key in ("min_margin_mm", "uncertainty_mm", "tumor_volume_ml", "residual_volume_ml"):
+            assert v[key] == pytest.approx(les[key], rel=1e-6, abs=1e-9), key
+        for key, f in les["surface_fraction"].items():
+            assert v["surface_fraction"][key] == pytest.approx(f, rel=1e-6, abs=1e-9), key
+        assert v["verdict"] == les["verdict"]
+        assert v["threshold_mm"] == pytest.approx(report["threshold_mm"])
+        np.testing.assert_allclose(v["min_margin_point_lps"], les["min_margin_point_lps"],
+                                   atol=1e-5)
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """Error lines of the dicom3tools validator for one file."""
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    return [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
+
+
+def test_validator_reports_no_errors(dicom_result: dict[str, Any]) -> None:
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+    folder = dicom_result["dir"] / "dicom"
+    for name in ("seg.dcm", "sr.dcm", "report_pdf.dcm", "views_sc.dcm"):
+        assert (folder / name).is_file(), name
+        assert dciodvfy_errors(folder / name) == [], name
+
+
+def test_non_dicom_post_and_anonymized_export(small_case: dict[str, Path], tmp_path: Path,
+                                             dicom_result: dict[str, Any]) -> None:
+    """NIfTI post CT: a new study with a synthesized CT series, referenced and validated.
+    Anonymized export of the DICOM result: no identifier in any header, all UIDs new."""
+    from a0verify.dicom_out.export import export_dicom
+    from a0verify.pipeline import margin_case
+
+    margin_case(small_case["tumor"], small_case["ablation"], tmp_path / "res",
+                post_path=small_case["post"])
+    exp = export_dicom(tmp_path / "res")
+    assert exp.reference == "synthesized" and "not DICOM" in exp.reason
+    ct = sorted((exp.folder / "ct").glob("*.dcm"))
+    assert len(ct) == sitk.ReadImage(str(small_case["post"])).GetSize()[2]
+    seg = pydicom.dcmread(exp.folder / "seg.dcm")
+    ct0 = pydicom.dcmread(ct[0])
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ct0.SeriesInstanceUID
+    assert "DERIVED" in ct0.ImageType and "converted" in ct0.SeriesDescription
+    if shutil.which("dciodvfy"):
+        assert dciodvfy_errors(ct[0]) == []
+    assert len(exp.all_files()) == len(ct) + 4
+
+    # anonymized export of the DICOM result (a copy, so the module fixture stays as it was)
+    anon_dir = tmp_path / "anon"
+    shutil.copytree(dicom_result["dir"], anon_dir)
+    shutil.rmtree(anon_dir / "dicom")
+    exp = export_dicom(anon_dir, anonymize=True)
+    assert exp.reference == "synthesized"
+    original_study = pydicom.dcmread(next(dicom_result["post_dir"].glob("*.dcm"))).StudyInstanceUID
+    for f in exp.all_files():
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        text = str(ds)
+        assert "O'Brien" not in text and "PID-77" not in text, f
+        assert ds.StudyInstanceUID != original_study
+        assert ds.get("PatientBirthDate", "") == "" and ds.get("StudyDate", "") == ""
+    assert pydicom.dcmread(exp.folder / "report_pdf.dcm").BurnedInAnnotation == "NO"
+
+
+def test_cli_export_and_errors(dicom_result: dict[str, Any], tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from a0verify.cli import main
+
+    runner = CliRunner()
+    r = runner.invoke(main, ["export-dicom", str(dicom_result["dir"])])
+    assert r.exit_code == 0, r.output
+    assert "seg.dcm" in r.output and "sr.dcm" in r.output
+    r = runner.invoke(main, ["export-dicom", str(tmp_path)])
+    assert r.exit_code == 2 and "no report.json" in r.output
+    moved = tmp_path / "moved"
+    shutil.copytree(dicom_result["dir"], moved, ignore=shutil.ignore_patterns("dicom"))
+    rep = json.loads((moved / "report.json").read_text())
+    rep["provenance"]["inputs"]["post"] = str(tmp_path / "gone")
+    (moved / "report.json").write_text(json.dumps(rep))
+    r = runner.invoke(main, ["export-dicom", str(moved)])
+    assert r.exit_code == 2 and "does not exist; give its new location with --post" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (moved / "dicom").exists() and not list(moved.glob(".dicom.*"))
+    # the missing extra is named in one line
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "highdicom" else real(name, *a))
+    with pytest.raises(InputError, match=r"pip install 'a0verify\[dicom\]'"):
+        from a0verify.dicom_out.export import export_dicom
+
+        export_dicom(dicom_result["dir"])
