@@ -65,6 +65,21 @@ class SendReport:
     attempts: int = 0
 
 
+def _probe(node: Node, timeout_s: float) -> str | None:
+    """None when a TCP connection to the node opens; else the reason (refused, timeout, ...)."""
+    import socket
+
+    try:
+        with socket.create_connection((node.host, node.port), timeout=min(timeout_s, 10.0)):
+            return None
+    except ConnectionRefusedError:
+        return "connection refused (nothing listens on that port)"
+    except TimeoutError:
+        return "no answer (timed out connecting)"
+    except OSError as exc:
+        return f"cannot connect ({exc.strerror or type(exc).__name__})"
+
+
 def _store_all(node: Node, files: Sequence[Path], calling_aet: str, timeout_s: float
                ) -> tuple[list[Path], dict[Path, str], str | None]:
     """One association: C-STORE each file. Returns (stored, failed {file: reason}, association
@@ -79,6 +94,9 @@ def _store_all(node: Node, files: Sequence[Path], calling_aet: str, timeout_s: f
         except Exception as exc:  # a local file we wrote ourselves: report, do not crash
             raise InputError(f"{f}: cannot read DICOM file to send ({type(exc).__name__})") \
                 from None
+    problem = _probe(node, timeout_s)
+    if problem:
+        return [], {}, problem
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     contexts = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))

@@ -127,7 +127,7 @@ def test_structure_selection_and_errors(tmp_path: Path) -> None:
     c = np.zeros(3)
     rs = write_rtstruct(tmp_path / "rs.dcm", {
         "Liver": sphere_circles(img, c, 15.0), "GTV": sphere_circles(img, c, 6.0),
-        "GTV2": sphere_circles(img, c + [8.0, 8.0, 0.0], 3.0)})
+        "GTV2": sphere_circles(img, c + np.array([8.0, 8.0, 0.0]), 3.0)})
     assert structure_names(rs) == ["Liver", "GTV", "GTV2"]
     with pytest.raises(InputError, match=r"3 structures \('Liver', 'GTV', 'GTV2'\); choose with "
                                          r"--tumor-structure NAME"):

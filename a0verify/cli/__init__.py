@@ -4,7 +4,8 @@ Each command lives in its own module under ``a0verify.cli`` and is imported lazi
 ``a0verify --help`` stays fast (``import itk`` alone takes seconds).
 
 Exit codes: see :mod:`a0verify.errors` (0 ran, 1 not A0 with ``--fail-unless-a0``, 2 bad input,
-3 registration failed, 4 segmentation failed, 5 batch had failed cases, 6 send failed, 70 internal error).
+3 registration failed, 4 segmentation failed, 5 batch had failed cases, 6 send to PACS failed,
+70 internal error).
 """
 
 from __future__ import annotations

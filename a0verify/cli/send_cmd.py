@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from a0verify.pacs import Node, SendReport
 
 
 @click.command()
@@ -27,17 +32,16 @@ def send(result_dir: str, to: str, calling_aet: str, retries: int, quiet: bool) 
         click.echo(f"sent {len(rep.stored)} file(s) to {node}")
 
 
-def send_result(result_dir: str, node: object, *, calling_aet: str = "A0VERIFY",
-                retries: int = 2) -> object:
+def send_result(result_dir: str, node: Node, *, calling_aet: str = "A0VERIFY",
+                retries: int = 2) -> SendReport:
     """Send every file of ``result_dir``/dicom (InputError when it has no DICOM export)."""
     import json
     from pathlib import Path
 
     from a0verify.dicom_out.export import DICOM_DIR, ExportResult
     from a0verify.errors import InputError
-    from a0verify.pacs import Node, send_files
+    from a0verify.pacs import send_files
 
-    assert isinstance(node, Node)
     folder = Path(result_dir) / DICOM_DIR
     manifest = folder / "manifest.json"
     if not manifest.is_file():

@@ -71,7 +71,7 @@ def write_ct_series(image: sitk.Image, folder: str | Path, study: StudyInfo, *,
     instance (e.g. ``PatientPosition``). Every file is written atomically.
     """
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     from a0verify.io import atomic_path
 
@@ -89,7 +89,7 @@ def write_ct_series(image: sitk.Image, folder: str | Path, study: StudyInfo, *,
     for k in range(nz):
         pos = geometry.index_to_lps(image, np.array([0.0, 0.0, float(k)]))
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+        meta.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
         meta.MediaStorageSOPInstanceUID = generate_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         path = out / f"CT_{k + 1:04d}.dcm"

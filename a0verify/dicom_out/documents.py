@@ -42,11 +42,11 @@ def encapsulated_pdf(ref: ReferenceSeries, pdf: bytes, *, series_instance_uid: s
     """Encapsulated PDF instance (pydicom FileDataset) in ``ref``'s study.
     ``burned_in_identity``: the PDF shows patient identifiers (BurnedInAnnotation YES)."""
     from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.MediaStorageSOPClassUID = UID(ENCAPSULATED_PDF_STORAGE)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset("report_pdf.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
     now = _dt.datetime.now()

@@ -80,7 +80,8 @@ def _study_from(ds: Any) -> StudyInfo:
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
         patient={kw: str(ds.get(kw, "") or "") for kw in
                  ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")},
-        study_date=str(ds.get("StudyDate", "") or ""), study_time=str(ds.get("StudyTime", "") or ""),
+        study_date=str(ds.get("StudyDate", "") or ""),
+        study_time=str(ds.get("StudyTime", "") or ""),
         study_id=str(ds.get("StudyID", "") or ""),
         accession_number=str(ds.get("AccessionNumber", "") or ""),
         study_description=str(ds.get("StudyDescription", "") or ""))

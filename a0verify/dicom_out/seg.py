@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -109,7 +110,7 @@ def masks_on_planes(plans: Sequence[SegmentPlan], planes: Sequence[Plane]
 
 
 def build_seg(ref: ReferenceSeries, plans: Sequence[SegmentPlan], *, series_instance_uid: str,
-              sop_instance_uid: str, series_number: int = 901) -> object:
+              sop_instance_uid: str, series_number: int = 901) -> Any:
     """The highdicom Segmentation (BINARY) of ``plans`` on ``ref``'s planes."""
     import highdicom as hd
     from pydicom.sr.codedict import codes as pcodes

@@ -118,7 +118,7 @@ def read_sr_values(sr: Any) -> dict[int, dict[str, Any]]:
                  codes.FRACTION_BELOW_THRESHOLD.value: "below_threshold",
                  codes.FRACTION_AT_OR_ABOVE.value: "at_or_above_threshold"}
     doc = hd.sr.Comprehensive3DSR.from_dataset(sr, copy=True)
-    content = doc.content
+    content: Any = doc.content
     out: dict[int, dict[str, Any]] = {}
     for grp in content.get_volumetric_roi_measurement_groups():
         lid = int(str(grp.tracking_identifier).split()[-1])

@@ -533,8 +533,8 @@ def series_identity(path: str | Path, series_uid: str | None = None) -> dict[str
         planes = _frame_planes(head, p) if int(head.get("NumberOfFrames", 1) or 1) > 1 else []
     else:
         return None
-    order = np.argsort(_normal_coords(planes), kind="stable") if planes else []
-    ordered_files = list(dict.fromkeys([planes[int(i)].path for i in order] or files))
+    order = [int(i) for i in np.argsort(_normal_coords(planes), kind="stable")] if planes else []
+    ordered_files = list(dict.fromkeys([planes[i].path for i in order] or files))
     with _quiet():
         head = pydicom.dcmread(ordered_files[0], stop_before_pixels=True)
         uids = [str(pydicom.dcmread(f, stop_before_pixels=True,

@@ -131,7 +131,7 @@ def _fill_contour(points_lps: np.ndarray, image: sitk.Image, shape_zyx: tuple[in
 
     idx = geometry.lps_to_index(image, points_lps)  # (n, 3) continuous (x, y, z)
     k = idx[:, 2]
-    kz = int(round(float(np.mean(k))))
+    kz = round(float(np.mean(k)))
     if float(np.ptp(k)) > 2 * PLANE_TOL_SLICES:
         raise InputError(f"{p}: a contour of structure {name!r} is not parallel to the image "
                          "slices (drawn on another image?)")
