@@ -162,3 +162,49 @@ def test_cli_export_and_errors(dicom_result: dict[str, Any], tmp_path: Path,
         from a0verify.dicom_out.export import export_dicom
 
         export_dicom(dicom_result["dir"])
+
+
+@pytest.mark.slow
+def test_hcc048_real_series_round_trip(tmp_path: Path) -> None:
+    """Real TCIA series (HCC_048, 512 x 512 x 89): masks drawn on its grid, margin, export. The
+    SEG/SR join the real study and series, frames reference real instances, values and
+    centroids round-trip, and the validator finds no error."""
+    from conftest import shared_data
+
+    from a0verify.dicom_out.export import export_dicom
+    from a0verify.dicom_out.sr import read_sr_values
+    from a0verify.io import read_image, write_image
+    from a0verify.io.dicom import series_identity
+    from a0verify.pipeline import margin_case
+    from a0verify.report.slicer import read_segmentation
+
+    series = shared_data("hcc048") / "HCC048_portal_venous"
+    ct = read_image(series)
+    pts = geometry.voxel_centers_lps(ct)
+    centre = np.array([-70.0, -10.0, -290.0])
+    tumour = np.linalg.norm(pts - centre, axis=-1) <= 9.0
+    zone = np.sum(((pts - centre - [2.0, 0, 0]) / [17.0, 15.0, 16.0]) ** 2, axis=-1) <= 1.0
+    write_image(geometry.array_to_image(tumour.astype(np.uint8), ct), tmp_path / "t.nii.gz")
+    write_image(geometry.array_to_image(zone.astype(np.uint8), ct), tmp_path / "a.nii.gz")
+    margin_case(tmp_path / "t.nii.gz", tmp_path / "a.nii.gz", tmp_path / "res", post_path=series)
+    exp = export_dicom(tmp_path / "res")
+    report = json.loads((tmp_path / "res" / "report.json").read_text())
+    ident = series_identity(series)
+    assert ident is not None
+    seg = hd.seg.segread(exp.folder / "seg.dcm")
+    assert seg.StudyInstanceUID == ident["study_instance_uid"]
+    assert seg.FrameOfReferenceUID == ident["frame_of_reference_uid"]
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ident["series_instance_uid"]
+    refs = {str(i.ReferencedSOPInstanceUID)
+            for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert refs <= set(ident["sop_instance_uids"]) and len(refs) >= 12
+    nrrd, _ = read_segmentation(tmp_path / "res" / "segmentation.seg.nrrd")
+    for number, mask in ((1, nrrd["tumor"]), (2, nrrd["ablation"])):
+        vol = seg.get_volume(segment_numbers=[number], combine_segments=True)
+        idx = np.argwhere(vol.array != 0).astype(float)
+        cen = (vol.affine[:3, :3] @ idx.T).T.mean(axis=0) + vol.affine[:3, 3]
+        assert np.all(np.abs(cen - _centroid_lps(mask)) <= 0.35), number
+    assert_sr_matches_report(read_sr_values(pydicom.dcmread(exp.folder / "sr.dcm")), report)
+    if shutil.which("dciodvfy"):
+        for name in ("seg.dcm", "sr.dcm", "report_pdf.dcm", "views_sc.dcm"):
+            assert dciodvfy_errors(exp.folder / name) == [], name

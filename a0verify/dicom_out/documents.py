@@ -29,8 +29,11 @@ def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
     except ImportError:
         raise InputError("the DICOM report PDF needs weasyprint: pip install "
                          "'a0verify[pdf,dicom]'") from None
+    import logging
+
     from a0verify.io import atomic_path
 
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)  # CSS notes would reach stderr
     with atomic_path(pdf_path) as tmp:
         weasyprint.HTML(filename=str(html_path)).write_pdf(str(tmp))
     return pdf_path

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,11 +121,6 @@ def export_dicom(result_dir: str | Path, *, post: str | None = None,
     a missing or changed post CT, or a missing ``dicom`` extra.
     """
     require("highdicom", what="DICOM export")
-    from pydicom.uid import generate_uid
-
-    from a0verify.dicom_out.documents import encapsulated_pdf, views_secondary_capture
-    from a0verify.dicom_out.seg import build_seg, plan_segments
-    from a0verify.dicom_out.sr import build_sr
     from a0verify.io import write_json_atomic
     from a0verify.report.slicer import read_segmentation
 
@@ -140,44 +136,12 @@ def export_dicom(result_dir: str | Path, *, post: str | None = None,
     masks, _ = read_segmentation(d / seg_name)
     work = Path(tempfile.mkdtemp(prefix=".dicom.", dir=d))
     try:
-        ref = _reference(report, work, post, anonymized)
-        uids = {k: generate_uid() for k in ("seg_series", "seg", "sr_series", "sr",
-                                            "pdf_series", "pdf", "sc_series", "sc")}
-        plans = plan_segments(masks.get("tumor"), masks["ablation"],
-                              [int(les["id"]) for les in report["lesions"]])
-        seg = build_seg(ref, plans, series_instance_uid=uids["seg_series"],
-                        sop_instance_uid=uids["seg"])
-        files = {"seg": "seg.dcm", "sr": "sr.dcm"}
-        seg.save_as(str(work / "seg.dcm"))
-        sr = build_sr(ref, seg, plans, report, series_instance_uid=uids["sr_series"],
-                      sop_instance_uid=uids["sr"])
-        sr.save_as(str(work / "sr.dcm"))
-        pdf = _page_pdf(d, report, work, sanitize=anonymize and not was_anonymized)
-        if pdf is not None:
-            encapsulated_pdf(ref, pdf, series_instance_uid=uids["pdf_series"],
-                             sop_instance_uid=uids["pdf"],
-                             title=f"a0verify ablation margin report ({report['verdict']})",
-                             burned_in_identity=not anonymized).save_as(
-                                 str(work / "report_pdf.dcm"), enforce_file_format=True)
-            files["pdf"] = "report_pdf.dcm"
-        views = d / report["outputs"].get("figure_views", "figure_views.png")
-        if views.is_file():
-            views_secondary_capture(ref, views, series_instance_uid=uids["sc_series"],
-                                    sop_instance_uid=uids["sc"]).save_as(str(work / "views_sc.dcm"))
-            files["sc"] = "views_sc.dcm"
-        if ref.synthesized:
-            files["ct"] = "ct"
-        for leftover in ("page", "report.pdf"):
-            p = work / leftover
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        record = {"reference": "synthesized" if ref.synthesized else "original",
-                  "reason": ref.reason, "anonymized": anonymized, "files": files,
-                  "study_instance_uid": ref.study.study_instance_uid,
-                  "referenced_series_instance_uid": ref.series_instance_uid,
-                  "frame_of_reference_uid": ref.study.frame_of_reference_uid,
-                  "seg_sop_instance_uid": uids["seg"], "sr_sop_instance_uid": uids["sr"],
-                  "segments": {str(p.number): p.label for p in plans}}
-        write_json_atomic(work / "manifest.json", record)
+        with warnings.catch_warnings():
+            # highdicom warns (Python warnings reach stderr) about header values of the source
+            # series, e.g. single-component person names: not ours to fix
+            warnings.simplefilter("ignore", UserWarning)
+            record = _write_objects(d, report, work, masks, post=post, anonymized=anonymized,
+                                    sanitize=anonymize and not was_anonymized)
         os.chmod(work, 0o777 & ~_umask())
         _swap_in(work, d / DICOM_DIR)
     except BaseException:
@@ -186,8 +150,60 @@ def export_dicom(result_dir: str | Path, *, post: str | None = None,
     report["outputs"]["dicom"] = DICOM_DIR
     report["dicom_export"] = record
     write_json_atomic(d / "report.json", report)
-    return ExportResult(d / DICOM_DIR, files, record["reference"], ref.reason,
+    return ExportResult(d / DICOM_DIR, dict(record["files"]), record["reference"],
+                        record["reason"],
                         {k: v for k, v in record.items() if k.endswith("uid")})
+
+
+def _write_objects(d: Path, report: dict[str, Any], work: Path, masks: dict[str, Any], *,
+                   post: str | None, anonymized: bool, sanitize: bool) -> dict[str, Any]:
+    """Write every object into ``work``; return the manifest record."""
+    from pydicom.uid import generate_uid
+
+    from a0verify.dicom_out.documents import encapsulated_pdf, views_secondary_capture
+    from a0verify.dicom_out.seg import build_seg, plan_segments
+    from a0verify.dicom_out.sr import build_sr
+    from a0verify.io import write_json_atomic
+
+    ref = _reference(report, work, post, anonymized)
+    uids = {k: generate_uid() for k in ("seg_series", "seg", "sr_series", "sr",
+                                        "pdf_series", "pdf", "sc_series", "sc")}
+    plans = plan_segments(masks.get("tumor"), masks["ablation"],
+                          [int(les["id"]) for les in report["lesions"]])
+    seg = build_seg(ref, plans, series_instance_uid=uids["seg_series"],
+                    sop_instance_uid=uids["seg"])
+    files = {"seg": "seg.dcm", "sr": "sr.dcm"}
+    seg.save_as(str(work / "seg.dcm"))
+    sr = build_sr(ref, seg, plans, report, series_instance_uid=uids["sr_series"],
+                  sop_instance_uid=uids["sr"])
+    sr.save_as(str(work / "sr.dcm"))
+    pdf = _page_pdf(d, report, work, sanitize=sanitize)
+    if pdf is not None:
+        encapsulated_pdf(ref, pdf, series_instance_uid=uids["pdf_series"],
+                         sop_instance_uid=uids["pdf"],
+                         title=f"a0verify ablation margin report ({report['verdict']})",
+                         burned_in_identity=not anonymized).save_as(
+                             str(work / "report_pdf.dcm"), enforce_file_format=True)
+        files["pdf"] = "report_pdf.dcm"
+    views = d / report["outputs"].get("figure_views", "figure_views.png")
+    if views.is_file():
+        views_secondary_capture(ref, views, series_instance_uid=uids["sc_series"],
+                                sop_instance_uid=uids["sc"]).save_as(str(work / "views_sc.dcm"))
+        files["sc"] = "views_sc.dcm"
+    if ref.synthesized:
+        files["ct"] = "ct"
+    for leftover in ("page", "report.pdf"):
+        p = work / leftover
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    record = {"reference": "synthesized" if ref.synthesized else "original",
+              "reason": ref.reason, "anonymized": anonymized, "files": files,
+              "study_instance_uid": ref.study.study_instance_uid,
+              "referenced_series_instance_uid": ref.series_instance_uid,
+              "frame_of_reference_uid": ref.study.frame_of_reference_uid,
+              "seg_sop_instance_uid": uids["seg"], "sr_sop_instance_uid": uids["sr"],
+              "segments": {str(p.number): p.label for p in plans}}
+    write_json_atomic(work / "manifest.json", record)
+    return record
 
 
 def _umask() -> int:
