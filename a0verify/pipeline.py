@@ -187,14 +187,18 @@ def carry_tumor(tumor: sitk.Image, reference: sitk.Image,
 def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
                 *, threshold_mm: float = 5.0, transform_path: str | Path | None = None,
                 registration_json: str | Path | None = None,
-                post_path: str | Path | None = None) -> CaseResult:
+                post_path: str | Path | None = None, anonymize: bool = False,
+                tumor_structures: Sequence[str] = (),
+                ablation_structures: Sequence[str] = ()) -> CaseResult:
     """``a0verify margin``: the margin of a tumour and an ablation zone in one physical space.
 
     Without ``transform_path`` the masks must already be aligned in physical space (any grids).
     With it, the tumour mask is on the pre grid and the transform (post points -> pre points, as
     written by ``a0verify register``) carries it onto the ablation mask's grid; the registration
     record (``registration_json``) adds its QA and uncertainty. ``post_path`` (optional) is only
-    used as the background of the report figures. The result is on the ablation mask's grid.
+    used as the background of the report figures (and the image RT Structure Sets are rasterised
+    onto). The result is on the ablation mask's grid. ``anonymize`` and the ``*_structures``
+    selections: as for :func:`run_case`.
     """
     from a0verify.viz import warm_render_worker
 
@@ -205,7 +209,9 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
     try:
         return _margin_case(tumor_path, ablation_path, out_dir, threshold_mm=threshold_mm,
                             transform_path=transform_path, registration_json=registration_json,
-                            post_path=post_path, render_worker=render_worker)
+                            post_path=post_path, render_worker=render_worker,
+                            anonymize=anonymize, tumor_structures=tumor_structures,
+                            ablation_structures=ablation_structures)
     finally:
         loader.join()
         render_worker.close()
@@ -214,20 +220,31 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
 def _margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
                  *, threshold_mm: float, transform_path: str | Path | None,
                  registration_json: str | Path | None, post_path: str | Path | None,
-                 render_worker: Any) -> CaseResult:
+                 render_worker: Any, anonymize: bool, tumor_structures: Sequence[str],
+                 ablation_structures: Sequence[str]) -> CaseResult:
+    from a0verify.io.rtstruct import read_mask_input
+    from a0verify.report.identity import attach, identity_record
+
     _check_threshold(threshold_mm)
     out = ensure_output_dir(out_dir)
     warnings: list[str] = []
     t0 = time.perf_counter()
-    ablation = read_mask(ablation_path, what="ablation mask", warnings=warnings)
+    post = read_image(post_path, what="post-ablation CT", warnings=warnings) if post_path else None
+    ablation, abl_src = read_mask_input(ablation_path, what="ablation mask", image=post,
+                                        structures=ablation_structures,
+                                        option="--ablation-structure", warnings=warnings)
     transform = _read_transform(transform_path) if transform_path else None
     # The margin works in physical space on each mask's own grid (no resampling, which would
     # cost sub-voxel accuracy); without a transform the masks must overlap physically.
-    tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings)
+    tumor, tum_src = read_mask_input(tumor_path, what="tumour mask",
+                                     image=post if post is not None else ablation,
+                                     structures=tumor_structures, option="--tumor-structure",
+                                     warnings=warnings)
     if transform is None:
         check_overlap(tumor, ablation, what="tumour mask", path=tumor_path)
     reg_record = _read_json(registration_json, "registration record") if registration_json else None
-    post = read_image(post_path, what="post-ablation CT", warnings=warnings) if post_path else None
+    identity = identity_record({"post": (str(post_path) if post_path else None, None)},
+                               anonymize=anonymize, warnings=warnings)
     timings = {"read": time.perf_counter() - t0}
     if reg_record:
         warnings += [str(w) for w in reg_record.get("warnings", [])]
@@ -244,6 +261,7 @@ def _margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str
         parameters={"threshold_mm": threshold_mm}, timings_s=timings,
         warnings=warnings, registration=reg_record, registration_uncertainty_mm=reg_unc,
     )
+    report = attach(report, identity, {"tumor": tum_src, "ablation": abl_src})
     return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post,
                    registration=transform, render_worker=render_worker)
 
@@ -291,13 +309,21 @@ def run_case(
     threads: int | None = None,
     pre_series: str | None = None,
     post_series: str | None = None,
+    anonymize: bool = False,
+    tumor_structures: Sequence[str] = (),
+    ablation_structures: Sequence[str] = (),
 ) -> CaseResult:
     """``a0verify run``: register pre onto post, carry the tumour over, margin, verdict, report.
 
     The post CT is the fixed image; everything is reported on its grid (LPS mm).
     Exactly one of ``tumor_path`` / ``tumor_seeds`` and of ``ablation_path`` / ``ablation_seeds``
-    must be given.
+    must be given. Masks may be RT Structure Sets (rasterised onto the pre / post CT;
+    ``*_structures`` choose ROIs by name, one lesion label each). report.json records the DICOM
+    identity of the inputs (:mod:`a0verify.report.identity`), or none with ``anonymize``.
     """
+    from a0verify.io.rtstruct import read_mask_input
+    from a0verify.report.identity import attach, identity_record
+
     _check_threshold(threshold_mm)
     if (tumor_path is None) == (not tumor_seeds):
         raise InputError("give exactly one of --tumor MASK or --tumor-seed X,Y,Z")
@@ -316,6 +342,9 @@ def run_case(
     pre = read_image(pre_path, what="pre-ablation CT", series_uid=pre_series, warnings=warnings)
     post = read_image(post_path, what="post-ablation CT", series_uid=post_series,
                       warnings=warnings)
+    identity = identity_record({"pre": (str(pre_path), pre_series),
+                                "post": (str(post_path), post_series)},
+                               anonymize=anonymize, warnings=warnings)
     timings["read"] = time.perf_counter() - t0
     for s in tumor_seeds:
         check_seed_inside(pre, s, f"{pre_path} (tumour seed)")
@@ -323,9 +352,12 @@ def run_case(
         check_seed_inside(post, s, f"{post_path} (ablation seed)")
 
     seg_info: dict[str, Any] = {}
+    tum_src = abl_src = None
     if tumor_path is not None:
         # kept on its own grid (the transfer to post space works in physical space)
-        tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings)
+        tumor, tum_src = read_mask_input(tumor_path, what="tumour mask", image=pre,
+                                         structures=tumor_structures,
+                                         option="--tumor-structure", warnings=warnings)
         check_overlap(tumor, pre, what="tumour mask", path=tumor_path)
     else:
         from a0verify.segmentation import segment_tumor
@@ -338,8 +370,10 @@ def run_case(
                              "stats": [s.stats for s in segs]}
         timings["segment_tumor"] = time.perf_counter() - t0
     if ablation_path is not None:
-        ablation = read_mask(ablation_path, what="ablation mask", warnings=warnings,
-                             reference=post)
+        ablation, abl_src = read_mask_input(ablation_path, what="ablation mask", image=post,
+                                            structures=ablation_structures,
+                                            option="--ablation-structure", align=True,
+                                            warnings=warnings)
     else:
         from a0verify.segmentation import segment_ablation
 
@@ -387,6 +421,7 @@ def run_case(
     )
     if seg_info:
         report["segmentation"] = seg_info
+    report = attach(report, identity, {"tumor": tum_src, "ablation": abl_src})
     return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post,
                    post=post, pre=pre, registration=reg)
 

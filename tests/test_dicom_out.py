@@ -208,3 +208,55 @@ def test_hcc048_real_series_round_trip(tmp_path: Path) -> None:
     if shutil.which("dciodvfy"):
         for name in ("seg.dcm", "sr.dcm", "report_pdf.dcm", "views_sc.dcm"):
             assert dciodvfy_errors(exp.folder / name) == [], name
+
+
+def test_identity_in_report_and_page_escaped(dicom_result: dict[str, Any]) -> None:
+    report = dicom_result["report"]
+    ident = report["identity"]
+    assert ident["anonymized"] is False
+    post = ident["series"]["post"]
+    assert post["patient_name"] == PATIENT["PatientName"]
+    assert post["patient_id"] == PATIENT["PatientID"]
+    assert post["study_date"] == "20240312"
+    assert post["series_instance_uid"] == dicom_result["series_uid"]
+    files = sorted(dicom_result["post_dir"].glob("*.dcm"))
+    assert sorted(post["sop_instance_uids"]) == sorted(
+        str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files)
+    html = (dicom_result["dir"] / "report.html").read_text()
+    block = html[html.index('id="identity"'):html.index('id="thinnest"')]
+    assert "O&#39;Brien &lt;Jane&gt;" in block and "PID-77&amp;1" in block
+    assert "2024-03-12" in block and "PV &lt;b&gt;phase&lt;/b&gt; &amp; co" in block
+    assert "<Jane>" not in html and "<b>phase" not in html
+
+
+def test_anonymized_run_leaves_no_identifier_anywhere(small_case: dict[str, Path],
+                                                     dicom_result: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    """--anonymize: report.json, page, PDF source, Slicer files and DICOM objects carry no
+    patient name, ID, study date or input path; the DICOM objects have new UIDs."""
+    from a0verify.dicom_out.export import export_dicom
+    from a0verify.pipeline import margin_case
+
+    post_dir = dicom_result["post_dir"]
+    res = margin_case(small_case["tumor"], small_case["ablation"], tmp_path / "res",
+                      post_path=post_dir, anonymize=True)
+    assert res.report["identity"]["anonymized"] is True
+    with pytest.raises(InputError, match="give it with --post"):
+        export_dicom(tmp_path / "res")
+    exp = export_dicom(tmp_path / "res", post=str(post_dir))
+    assert exp.reference == "synthesized" and exp.reason == "anonymized export"
+    original = pydicom.dcmread(next(post_dir.glob("*.dcm")), stop_before_pixels=True)
+    needles = [b"O'Brien", b"Jane", b"PID-77", b"20240312", str(post_dir).encode(),
+               str(original.StudyInstanceUID).encode(), str(small_case["tumor"]).encode()]
+    checked = 0
+    for f in (tmp_path / "res").rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            checked += 1
+            for n in needles:
+                assert n not in data, (f.name, n)
+    assert checked > 10
+    assert "Anonymized" in (tmp_path / "res" / "report.html").read_text()
+    seg = pydicom.dcmread(exp.folder / "seg.dcm", stop_before_pixels=True)
+    assert seg.PatientID == res.report["identity"]["pseudonym"]
+    assert seg.StudyInstanceUID == res.report["identity"]["uids"]["study_instance_uid"]

@@ -168,3 +168,45 @@ def test_rtstruct_tumour_gives_the_same_margin_as_the_label_mask(tmp_path: Path)
     m_rt = compute_margin(rt_mask, ablation, 5.0).lesions[0].min_margin_mm
     assert abs(m_rt - m_label) <= 0.1, (m_rt, m_label)
     assert abs(m_label - truth) < 1.0
+
+
+def test_cli_margin_with_rtstruct_names_the_structure(tmp_path: Path) -> None:
+    """`a0verify margin --tumor RS --tumor-structure NAME`: rasterised onto --post, the same
+    margin as the label mask, and report.json / the page name the structure."""
+    import json
+
+    from click.testing import CliRunner
+
+    from a0verify.cli import main
+    from a0verify.io import write_image
+
+    img = geometry.make_grid([56, 56, 24], [0.9, 0.9, 2.0], np.diag([1.0, -1.0, -1.0]))
+    ct = sitk.Cast(img, sitk.sitkInt16) + 60
+    write_image(ct, tmp_path / "post.nrrd")
+    tumour_c = np.array([0.5, 1.0, 0.0])
+    write_image(ball(img, tumour_c, 7.0), tmp_path / "tumour.nrrd")
+    write_image(ball(img, np.array([2.0, 1.0, 0.0]), 14.0), tmp_path / "abl.nrrd")
+    rs = write_rtstruct(tmp_path / "rs.dcm", {"GTV <1>": sphere_circles(img, tumour_c, 7.0),
+                                              "Body": sphere_circles(img, tumour_c, 20.0)})
+    runner = CliRunner()
+    base = ["margin", "--ablation", str(tmp_path / "abl.nrrd"), "--post",
+            str(tmp_path / "post.nrrd"), "-q"]
+    r = runner.invoke(main, [*base, "--tumor", str(rs), "--out", str(tmp_path / "o1")])
+    assert r.exit_code == 2 and "choose with --tumor-structure NAME" in r.output
+    r = runner.invoke(main, [*base, "--tumor", str(rs), "--tumor-structure", "gtv <1>",
+                             "--out", str(tmp_path / "rt")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, [*base, "--tumor", str(tmp_path / "tumour.nrrd"),
+                             "--out", str(tmp_path / "lab")])
+    assert r.exit_code == 0, r.output
+    rep_rt = json.loads((tmp_path / "rt" / "report.json").read_text())
+    rep_lab = json.loads((tmp_path / "lab" / "report.json").read_text())
+    assert rep_rt["mask_sources"] == {"tumor": {"format": "RTSTRUCT", "file": "rs.dcm",
+                                                "structures": ["GTV <1>"]}}
+    assert "mask_sources" not in rep_lab
+    assert abs(rep_rt["min_margin_mm"] - rep_lab["min_margin_mm"]) <= 0.1
+    page = (tmp_path / "rt" / "report.html").read_text()
+    assert "RT Structure Set <code>rs.dcm</code>, structure “GTV &lt;1&gt;”" in page
+    r = runner.invoke(main, [*base, "--tumor", str(tmp_path / "tumour.nrrd"),
+                             "--tumor-structure", "GTV", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "is not a DICOM RT Structure Set" in r.output

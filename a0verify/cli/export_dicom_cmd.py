@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -38,3 +40,52 @@ def _describe(res: object) -> None:
     if res.reference == "synthesized":
         click.echo(f"note: new study with a DICOM copy of the post-ablation CT ({res.reason}); "
                    "it is sent along with the results")
+
+
+def dicom_options(f: Any) -> Any:
+    """--dicom-out, --send, --aet and --anonymize for `run`, `margin` and `demo`."""
+    f = click.option("--anonymize", is_flag=True,
+                     help="No patient identifiers in any output (report.json, page, DICOM; new "
+                          "UIDs); input paths are replaced by their role.")(f)
+    f = click.option("--aet", "calling_aet", default="A0VERIFY", show_default=True,
+                     help="Our (calling) AE title for --send.")(f)
+    f = click.option("--send", "send_to", metavar="AET@HOST:PORT",
+                     help="Also store the DICOM outputs on this PACS node (implies "
+                          "--dicom-out; exit code 6 when the node does not store them).")(f)
+    f = click.option("--dicom-out", "dicom_out", is_flag=True,
+                     help="Also write DICOM SEG, SR, PDF and SC into OUT/dicom (extra `dicom`)."
+                     )(f)
+    return f
+
+
+def check_dicom_options(dicom_out: bool, send_to: str | None) -> Any:
+    """Validate before the (long) run: the extra is installed, the node parses. Returns the
+    parsed node or None."""
+    if not (dicom_out or send_to):
+        return None
+    from a0verify.dicom_out import require
+
+    require("highdicom", "pynetdicom", "weasyprint", what="--dicom-out/--send")
+    if send_to:
+        from a0verify.pacs import parse_node
+
+        return parse_node(send_to)
+    return None
+
+
+def after_run(out_dir: Any, *, post: str | None, anonymize: bool, dicom_out: bool,
+              node: Any, calling_aet: str, quiet: bool) -> None:
+    """Export (and send) the DICOM objects of a finished run when asked to."""
+    if not (dicom_out or node is not None):
+        return
+    from a0verify.dicom_out.export import export_dicom as run_export
+
+    res = run_export(out_dir, post=post, anonymize=anonymize)
+    if not quiet:
+        _describe(res)
+    if node is not None:
+        from a0verify.cli.send_cmd import send_result
+
+        rep = send_result(str(out_dir), node, calling_aet=calling_aet)
+        if not quiet:
+            click.echo(f"sent {len(rep.stored)} file(s) to {node}")

@@ -7,9 +7,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from a0verify.cli.export_dicom_cmd import after_run, check_dicom_options, dicom_options
 from a0verify.cli.options import SEED, threads_option
 from a0verify.errors import EXIT_NOT_A0
 
@@ -20,6 +22,18 @@ _threshold_option = click.option(
     "--threshold", "threshold_mm", type=float, default=5.0, show_default=True,
     help="Required minimal ablative margin in mm.")
 _quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
+_structure_options = [
+    click.option("--tumor-structure", "tumor_structures", multiple=True, metavar="NAME",
+                 help="ROI of an RT Structure Set given as --tumor (repeat: one lesion each)."),
+    click.option("--ablation-structure", "ablation_structures", multiple=True, metavar="NAME",
+                 help="ROI of an RT Structure Set given as --ablation."),
+]
+
+
+def _structure_option(f: Any) -> Any:
+    for opt in reversed(_structure_options):
+        f = opt(f)
+    return f
 
 
 def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
@@ -57,21 +71,33 @@ def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
 @threads_option
+@_structure_option
+@dicom_options
 @_fail_option
 @_quiet_option
 def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: str | None,
         ablation_seeds: tuple, liver: str | None, pre_series: str | None,
         post_series: str | None, out: str, threshold_mm: float,
-        registration: str, threads: int | None, fail_unless_a0: bool, quiet: bool) -> None:
-    """Register PRE onto POST, carry the tumour over, compute the margin, verdict and report."""
+        registration: str, threads: int | None, tumor_structures: tuple[str, ...],
+        ablation_structures: tuple[str, ...], dicom_out: bool, send_to: str | None,
+        calling_aet: str, anonymize: bool, fail_unless_a0: bool, quiet: bool) -> None:
+    """Register PRE onto POST, carry the tumour over, compute the margin, verdict and report.
+
+    Masks may be label maps, DICOM SEG or RT Structure Sets (rasterised onto PRE / POST).
+    With --dicom-out / --send the results also go to OUT/dicom / a PACS node."""
     from a0verify.pipeline import run_case
 
+    node = check_dicom_options(dicom_out, send_to)
     res = run_case(pre, post, out, tumor_path=tumor, ablation_path=ablation,
                    ablation_seeds=list(ablation_seeds), tumor_seeds=list(tumor_seeds),
                    liver_path=liver, threshold_mm=threshold_mm,
                    registration_method=registration, threads=threads,
-                   pre_series=pre_series, post_series=post_series)
-    _summarise(res, quiet, fail_unless_a0)
+                   pre_series=pre_series, post_series=post_series, anonymize=anonymize,
+                   tumor_structures=tumor_structures, ablation_structures=ablation_structures)
+    _summarise(res, quiet, False)
+    after_run(res.out_dir, post=post, anonymize=anonymize, dicom_out=dicom_out, node=node,
+              calling_aet=calling_aet, quiet=quiet)
+    _summarise(res, True, fail_unless_a0)  # exit code only, after the DICOM step
 
 
 @click.command()
@@ -86,18 +112,28 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
               help="Registration record from `a0verify register` (QA, uncertainty).")
 @click.option("--post", "post", metavar="IMG", help="Post CT, only as the figures' background.")
 @_threshold_option
+@_structure_option
+@dicom_options
 @_fail_option
 @_quiet_option
 def margin(tumor: str, ablation: str, out: str, transform: str | None,
            registration_json: str | None, post: str | None, threshold_mm: float,
+           tumor_structures: tuple[str, ...], ablation_structures: tuple[str, ...],
+           dicom_out: bool, send_to: str | None, calling_aet: str, anonymize: bool,
            fail_unless_a0: bool, quiet: bool) -> None:
     """Margin of a tumour and an ablation zone: masks aligned in physical space (any grids), or
-    a pre-grid tumour carried over with --transform."""
+    a pre-grid tumour carried over with --transform. RT Structure Sets are rasterised onto
+    --post (or the ablation mask's grid)."""
     from a0verify.pipeline import margin_case
 
+    node = check_dicom_options(dicom_out, send_to)
     res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm, transform_path=transform,
-                      registration_json=registration_json, post_path=post)
-    _summarise(res, quiet, fail_unless_a0)
+                      registration_json=registration_json, post_path=post, anonymize=anonymize,
+                      tumor_structures=tumor_structures, ablation_structures=ablation_structures)
+    _summarise(res, quiet, False)
+    after_run(res.out_dir, post=post, anonymize=anonymize, dicom_out=dicom_out, node=node,
+              calling_aet=calling_aet, quiet=quiet)
+    _summarise(res, True, fail_unless_a0)  # exit code only, after the DICOM step
 
 
 @click.command()
@@ -108,12 +144,15 @@ def margin(tumor: str, ablation: str, out: str, transform: str | None,
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
 @threads_option
-def demo(out: str, margin_mm: float, registration: str, threads: int | None) -> None:
+@dicom_options
+def demo(out: str, margin_mm: float, registration: str, threads: int | None, dicom_out: bool,
+         send_to: str | None, calling_aet: str, anonymize: bool) -> None:
     """Make a synthetic case with known truth and run the whole pipeline on it."""
     from a0verify import phantom
     from a0verify.pipeline import lesion_point_summary, run_case
     from a0verify.verdict import classify
 
+    node = check_dicom_options(dicom_out, send_to)
     t0 = time.perf_counter()
     out_dir = Path(out)
     case_dir = out_dir / "case"
@@ -127,9 +166,11 @@ def demo(out: str, margin_mm: float, registration: str, threads: int | None) -> 
                f"{classify(case.min_mam_mm, 5.0).verdict})")
     res = run_case(paths["pre"], paths["post"], out_dir / "result", tumor_path=paths["tumor"],
                    ablation_path=paths["ablation"], registration_method=registration,
-                   threads=threads)
+                   threads=threads, anonymize=anonymize)
     click.echo(lesion_point_summary(res.report))
     click.echo(f"error against truth: {res.report['min_margin_mm'] - case.min_mam_mm:+.2f} mm")
+    after_run(res.out_dir, post=str(paths["post"]), anonymize=anonymize, dicom_out=dicom_out,
+              node=node, calling_aet=calling_aet, quiet=False)
     click.echo(f"report: {res.out_dir / 'report.html'}  ({time.perf_counter() - t0:.0f} s)")
 
 

@@ -182,3 +182,32 @@ def read_rtstruct(path: str | os.PathLike[str], image: sitk.Image, *,
         out[mask] = label
         infos.append(SegmentInfo(label, name))
     return geometry.array_to_image(out, image), infos
+
+
+def read_mask_input(path: str | os.PathLike[str], *, what: str, image: sitk.Image | None,
+                    structures: Sequence[str] = (), option: str = "--tumor-structure",
+                    align: bool = False, warnings: list[str] | None = None
+                    ) -> tuple[sitk.Image, dict[str, Any] | None]:
+    """Read a mask given on the command line: an RT Structure Set is rasterised onto ``image``
+    (the image it was drawn on; InputError when None); any other mask is read with
+    :func:`a0verify.io.read_mask` (put on ``image``'s grid when ``align``).
+
+    Returns (UInt16 label image, source record or None). The record, for report.json
+    (``mask_sources``), is {"format": "RTSTRUCT", "file", "structures": [names by label]}.
+    ``structures`` given for a mask that is not an RTSTRUCT is an input error (``option``).
+    """
+    from a0verify.io.images import read_mask
+
+    p = Path(path)
+    if is_rtstruct(p):
+        if image is None:
+            raise InputError(f"{p}: an RT Structure Set needs the image it was drawn on "
+                             "(give --post IMG)")
+        labels, infos = read_rtstruct(p, image, structures=structures or None, what=what,
+                                      option=option, warnings=warnings)
+        return labels, {"format": "RTSTRUCT", "file": p.name,
+                        "structures": [i.name for i in infos]}
+    if structures:
+        raise InputError(f"{option} given, but {p} is not a DICOM RT Structure Set")
+    mask = read_mask(p, what=what, warnings=warnings, reference=image if align else None)
+    return mask, None

@@ -11,9 +11,10 @@
 Only inputs that were DICOM appear under ``series``. With ``--anonymize``: ``{"anonymized": true,
 "pseudonym": "A0V-ANON-...", "uids": {new study/series/frame-of-reference UIDs for the DICOM
 export}}`` and nothing else; input paths in the provenance and in warnings are replaced by
-``<role (anonymized)>`` (folder names often carry patient names); the report page shows no
-identity block; DICOM outputs get the pseudonym and new UIDs
-(:mod:`a0verify.dicom_out.reference`).
+``<role (anonymized)>`` (folder names often carry patient names). The report page
+(templates/report.html.j2, table ``identity``) shows patient name and ID, study date and series
+description of each DICOM input, escaped, and none of it when anonymized. DICOM outputs then
+get the pseudonym and new UIDs (:mod:`a0verify.dicom_out.reference`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from typing import Any
-
-#: identity fields shown on the report page (in this order, with these labels)
-PAGE_FIELDS = (("patient_name", "Patient name"), ("patient_id", "Patient ID"),
-               ("study_date", "Study date"), ("series_description", "Series"))
 
 
 def identity_record(inputs: Mapping[str, tuple[str | None, str | None]], *,
@@ -84,15 +81,15 @@ def anonymize_report(report: dict[str, Any], paths: Mapping[str, str | None]) ->
     return out
 
 
-def page_identity(report: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Rows for the report page's identity block: one per DICOM input (post first), each
-    {"role", and the :data:`PAGE_FIELDS` keys}; empty when anonymized or not DICOM."""
-    ident = report.get("identity") or {}
-    if ident.get("anonymized"):
-        return []
-    series = ident.get("series") or {}
-    rows = []
-    for role in sorted(series, key=lambda r: (r != "post", r != "pre", r)):
-        rec = series[role]
-        rows.append({"role": role, **{k: str(rec.get(k, "") or "") for k, _ in PAGE_FIELDS}})
-    return rows
+
+def attach(report: dict[str, Any], identity: dict[str, Any],
+           mask_sources: Mapping[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """``report`` with its ``identity`` and ``mask_sources`` fields set; anonymized (see
+    :func:`anonymize_report`) when ``identity`` is an anonymized record."""
+    report["identity"] = identity
+    sources = {k: v for k, v in mask_sources.items() if v}
+    if sources:
+        report["mask_sources"] = sources
+    if identity.get("anonymized"):
+        return anonymize_report(report, report["provenance"].get("inputs", {}))
+    return report
