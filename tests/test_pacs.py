@@ -173,3 +173,30 @@ def test_refused_and_unreachable_nodes(orthanc: Orthanc, exported: dict[str, Any
     assert sorted(p.name for p in (d / "dicom").iterdir()) == before
     r = CliRunner().invoke(main, ["send", str(d.parent), "--to", "X@127.0.0.1:104"])
     assert r.exit_code == 2 and "no DICOM export here" in r.output
+
+
+def test_margin_dicom_out_and_send_non_dicom_inputs(orthanc: Orthanc,
+                                                   small_case: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    """`margin --send` on NIfTI inputs: the synthesized CT series travels with the SEG/SR, so
+    the SEG's referenced instances all exist on the node."""
+    from a0verify.cli import main
+
+    out = tmp_path / "res"
+    r = CliRunner().invoke(main, [
+        "margin", "--tumor", str(small_case["tumor"]), "--ablation", str(small_case["ablation"]),
+        "--post", str(small_case["post"]), "--out", str(out),
+        "--send", f"{AET}@127.0.0.1:{orthanc.node.port}"])
+    assert r.exit_code == 0, r.output
+    n_ct = len(list((out / "dicom" / "ct").glob("*.dcm")))
+    assert f"sent {n_ct + 4} file(s) to {AET}@127.0.0.1:{orthanc.node.port}" in r.output
+    seg = pydicom.dcmread(out / "dicom" / "seg.dcm")
+    series = orthanc.get("/series")
+    uids = {orthanc.get(f"/series/{s}")["MainDicomTags"]["SeriesInstanceUID"]: s for s in series}
+    ct_series = seg.ReferencedSeriesSequence[0].SeriesInstanceUID
+    assert ct_series in uids
+    stored = {orthanc.get(f"/instances/{i}/simplified-tags")["SOPInstanceUID"]
+              for i in orthanc.get(f"/series/{uids[ct_series]}")["Instances"]}
+    refs = {str(i.ReferencedSOPInstanceUID)
+            for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert refs and refs <= stored
