@@ -49,6 +49,18 @@ def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
         sys.exit(EXIT_NOT_A0)
 
 
+def _conclude(result: object, quiet: bool, fail_unless_a0: bool, *, post: str | None,
+              anonymize: bool, dicom_out: bool, node: Any, calling_aet: str) -> None:
+    """Summary lines, then the DICOM export / send when asked, then the QA exit code."""
+    from a0verify.pipeline import CaseResult
+
+    assert isinstance(result, CaseResult)
+    _summarise(result, quiet, False)
+    after_run(result.out_dir, post=post, anonymize=anonymize, dicom_out=dicom_out, node=node,
+              calling_aet=calling_aet, quiet=quiet)
+    _summarise(result, True, fail_unless_a0)  # exit code only
+
+
 @click.command()
 @click.option("--pre", "pre", required=True, metavar="IMG",
               help="Pre-ablation contrast CT (file or DICOM directory).")
@@ -94,10 +106,8 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
                    registration_method=registration, threads=threads,
                    pre_series=pre_series, post_series=post_series, anonymize=anonymize,
                    tumor_structures=tumor_structures, ablation_structures=ablation_structures)
-    _summarise(res, quiet, False)
-    after_run(res.out_dir, post=post, anonymize=anonymize, dicom_out=dicom_out, node=node,
-              calling_aet=calling_aet, quiet=quiet)
-    _summarise(res, True, fail_unless_a0)  # exit code only, after the DICOM step
+    _conclude(res, quiet, fail_unless_a0, post=post, anonymize=anonymize, dicom_out=dicom_out,
+              node=node, calling_aet=calling_aet)
 
 
 @click.command()
@@ -130,10 +140,8 @@ def margin(tumor: str, ablation: str, out: str, transform: str | None,
     res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm, transform_path=transform,
                       registration_json=registration_json, post_path=post, anonymize=anonymize,
                       tumor_structures=tumor_structures, ablation_structures=ablation_structures)
-    _summarise(res, quiet, False)
-    after_run(res.out_dir, post=post, anonymize=anonymize, dicom_out=dicom_out, node=node,
-              calling_aet=calling_aet, quiet=quiet)
-    _summarise(res, True, fail_unless_a0)  # exit code only, after the DICOM step
+    _conclude(res, quiet, fail_unless_a0, post=post, anonymize=anonymize, dicom_out=dicom_out,
+              node=node, calling_aet=calling_aet)
 
 
 @click.command()

@@ -11,7 +11,6 @@ it (``outputs.dicom``) and records the export (``dicom_export``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -40,22 +39,6 @@ class ExportResult:
         """Every DICOM file of the export (CT copies first, then SEG, SR, PDF, SC)."""
         ct = sorted((self.folder / "ct").glob("*.dcm")) if (self.folder / "ct").is_dir() else []
         return ct + [self.folder / v for k, v in self.files.items() if k != "ct"]
-
-
-def _load(result_dir: Path) -> dict[str, Any]:
-    from a0verify.report import validate_report
-
-    rj = result_dir / "report.json"
-    if not rj.is_file():
-        raise InputError(f"{rj}: no report.json (not an a0verify result directory)")
-    try:
-        report = json.loads(rj.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{rj}: cannot read report.json ({exc})") from None
-    if not isinstance(report, dict):
-        raise InputError(f"{rj}: is not a JSON object")
-    validate_report(report, str(rj))
-    return report
 
 
 def _reference(report: dict[str, Any], work: Path, post: str | None, anonymized: bool) -> Any:
@@ -122,12 +105,11 @@ def export_dicom(result_dir: str | Path, *, post: str | None = None,
     """
     require("highdicom", what="DICOM export")
     from a0verify.io import write_json_atomic
+    from a0verify.report import load_result
     from a0verify.report.slicer import read_segmentation
 
     d = Path(result_dir)
-    if not d.is_dir():
-        raise InputError(f"{d}: result directory does not exist")
-    report = _load(d)
+    report = load_result(d)
     was_anonymized = bool((report.get("identity") or {}).get("anonymized"))
     anonymized = anonymize or was_anonymized
     seg_name = report["outputs"].get("segmentation")

@@ -488,6 +488,20 @@ def read_dicom_file(path: str | Path, warnings: list[str] | None = None) -> sitk
     return assemble_volume(planes, p, warnings)
 
 
+def sop_class_of(path: str | Path) -> str | None:
+    """SOPClassUID of a DICOM file ("" when it has none); None when not a readable DICOM file."""
+    if not looks_like_dicom(path):
+        return None
+    import pydicom
+
+    with _quiet():
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        except Exception:  # pydicom raises many types for broken files
+            return None
+    return str(ds.get("SOPClassUID", ""))
+
+
 def looks_like_dicom(path: str | Path) -> bool:
     """True when the file starts with a DICOM preamble ('DICM' at byte 128)."""
     try:

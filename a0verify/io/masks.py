@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from a0verify import geometry
 from a0verify.errors import InputError
-from a0verify.io.dicom import SEG_STORAGE, _floats, _normal, _quiet, looks_like_dicom
+from a0verify.io.dicom import SEG_STORAGE, _floats, _normal, _quiet
 from a0verify.io.rawcheck import native_stderr_captured
 
 
@@ -212,16 +212,9 @@ def read_dicom_seg(path: str | Path, warnings: list[str] | None = None
 
 def is_dicom_seg(path: str | Path) -> bool:
     """True when ``path`` is a DICOM file of a Segmentation SOP class."""
-    if not looks_like_dicom(path):
-        return False
-    import pydicom
+    from a0verify.io.dicom import sop_class_of
 
-    with _quiet():
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-        except Exception:
-            return False
-    return str(ds.get("SOPClassUID", "")) in SEG_STORAGE
+    return sop_class_of(path) in SEG_STORAGE
 
 
 # ----------------------------------------------------------------------------------------------

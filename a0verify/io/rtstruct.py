@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from a0verify import geometry
 from a0verify.errors import InputError
-from a0verify.io.dicom import _quiet, looks_like_dicom
+from a0verify.io.dicom import _quiet, sop_class_of
 from a0verify.io.masks import SegmentInfo
 
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -44,16 +44,7 @@ def is_rtstruct(path: str | os.PathLike[str]) -> bool:
 
 
 def _file_is_rtstruct(p: Path) -> bool:
-    if not p.is_file() or not looks_like_dicom(p):
-        return False
-    import pydicom
-
-    with _quiet():
-        try:
-            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-        except Exception:
-            return False
-    return str(ds.get("SOPClassUID", "")) == RTSTRUCT_STORAGE
+    return p.is_file() and sop_class_of(p) == RTSTRUCT_STORAGE
 
 
 def _find_rtstruct(p: Path) -> Path | None:
