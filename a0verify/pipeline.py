@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,7 +66,10 @@ def retire_previous_result(out: Path) -> None:
         p = out / str(name)
         if p.parent == out and p.name != "report.json":
             with contextlib.suppress(OSError):
-                p.unlink()
+                if p.is_dir() and not p.is_symlink():  # e.g. dicom/ (export-dicom)
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
 
 
 def _versions() -> dict[str, str]:

@@ -79,7 +79,13 @@ def test_sr_values_equal_report(dicom_result: dict[str, Any]) -> None:
     report = dicom_result["report"]
     sr = pydicom.dcmread(d / "dicom" / "sr.dcm")
     assert sr.StudyInstanceUID == pydicom.dcmread(d / "dicom" / "seg.dcm").StudyInstanceUID
-    assert_sr_matches_report(read_sr_values(sr), report)
+    values = read_sr_values(sr)
+    assert_sr_matches_report(values, report)
+    # the thinnest point and the volumetric group are tied to the lesion's SEG segment
+    seg = pydicom.dcmread(d / "dicom" / "seg.dcm")
+    tracking = {int(s.SegmentNumber): str(s.TrackingUID) for s in seg.SegmentSequence}
+    for v in values.values():
+        assert v["tracking_uid"] == v["point_tracking_uid"] == tracking[v["segment_number"]]
     ev = {str(i.SeriesInstanceUID) for s in sr.CurrentRequestedProcedureEvidenceSequence
           for i in s.ReferencedSeriesSequence}
     assert dicom_result["series_uid"] in ev
@@ -260,3 +266,14 @@ def test_anonymized_run_leaves_no_identifier_anywhere(small_case: dict[str, Path
     seg = pydicom.dcmread(exp.folder / "seg.dcm", stop_before_pixels=True)
     assert seg.PatientID == res.report["identity"]["pseudonym"]
     assert seg.StudyInstanceUID == res.report["identity"]["uids"]["study_instance_uid"]
+
+
+def test_new_run_removes_an_earlier_dicom_export(tmp_path: Path) -> None:
+    from a0verify.pipeline import retire_previous_result
+
+    (tmp_path / "dicom" / "ct").mkdir(parents=True)
+    (tmp_path / "dicom" / "seg.dcm").write_bytes(b"x")
+    (tmp_path / "dicom" / "ct" / "CT_0001.dcm").write_bytes(b"x")
+    (tmp_path / "report.json").write_text(json.dumps({"outputs": {"dicom": "dicom"}}))
+    retire_previous_result(tmp_path)
+    assert not (tmp_path / "dicom").exists() and not (tmp_path / "report.json").exists()

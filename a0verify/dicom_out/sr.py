@@ -106,7 +106,8 @@ def build_sr(ref: ReferenceSeries, seg: Any, plans: Sequence[SegmentPlan],
 def read_sr_values(sr: Any) -> dict[int, dict[str, Any]]:
     """{lesion id: {"tumor_volume_ml", "residual_volume_ml", "min_margin_mm",
     "uncertainty_mm", "surface_fraction": {...} (0-1), "threshold_mm", "verdict",
-    "min_margin_point_lps", "segment_number"}} read from a document written by
+    "min_margin_point_lps", "segment_number", "tracking_uid", "point_tracking_uid"}} read from
+    a document written by
     :func:`build_sr` (a pydicom Dataset)."""
     import highdicom as hd
 
@@ -123,6 +124,7 @@ def read_sr_values(sr: Any) -> dict[int, dict[str, Any]]:
     for grp in content.get_volumetric_roi_measurement_groups():
         lid = int(str(grp.tracking_identifier).split()[-1])
         rec = out.setdefault(lid, {"surface_fraction": {}})
+        rec["tracking_uid"] = str(grp.tracking_uid)
         ref_seg = grp.referenced_segment
         if ref_seg is not None:
             rec["segment_number"] = int(ref_seg[0].ReferencedSOPSequence[0]
@@ -138,7 +140,7 @@ def read_sr_values(sr: Any) -> dict[int, dict[str, Any]]:
                 rec["verdict"] = codes.VERDICT_BY_CODE[ev.value.value]
     for grp in content.get_planar_roi_measurement_groups():
         lid = int(str(grp.tracking_identifier).split()[-1])
-        region = grp.roi
-        out.setdefault(lid, {"surface_fraction": {}})["min_margin_point_lps"] = \
-            [float(v) for v in np.asarray(region.value).ravel()[:3]]
+        rec = out.setdefault(lid, {"surface_fraction": {}})
+        rec["min_margin_point_lps"] = [float(v) for v in np.asarray(grp.roi.value).ravel()[:3]]
+        rec["point_tracking_uid"] = str(grp.tracking_uid)
     return out

@@ -65,6 +65,7 @@ class Plane:
     position: FloatArray  # ImagePositionPatient, LPS mm (centre of the first voxel)
     orientation: FloatArray  # (6,) row direction cosines then column direction cosines
     pixel_spacing: tuple[float, float]  # (row spacing, column spacing) mm, as in DICOM
+    sop_instance_uid: str = ""  # of the file holding the plane
 
 
 @dataclass
@@ -276,7 +277,8 @@ def scan_dicom_dir(path: str | Path) -> list[SeriesInfo]:
             ps = _floats(ds.get("PixelSpacing"), 2) if "PixelSpacing" in ds else None
             if pos is None or ori is None or ps is None:
                 continue
-            info.planes.append(Plane(f, 0, pos, ori, (float(ps[0]), float(ps[1]))))
+            info.planes.append(Plane(f, 0, pos, ori, (float(ps[0]), float(ps[1])),
+                                     str(ds.get("SOPInstanceUID", "") or "")))
     if not series:
         raise InputError(f"{root}: directory contains no DICOM files")
     return sorted(series.values(), key=lambda s: (-s.n_slices, s.uid))
@@ -549,11 +551,12 @@ def series_identity(path: str | Path, series_uid: str | None = None) -> dict[str
         return None
     order = [int(i) for i in np.argsort(_normal_coords(planes), kind="stable")] if planes else []
     ordered_files = list(dict.fromkeys([planes[i].path for i in order] or files))
+    known = {pl.path: pl.sop_instance_uid for pl in planes if pl.sop_instance_uid}
     with _quiet():
         head = pydicom.dcmread(ordered_files[0], stop_before_pixels=True)
-        uids = [str(pydicom.dcmread(f, stop_before_pixels=True,
-                                    specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID", ""))
-                for f in ordered_files]
+        uids = [known.get(f) or str(pydicom.dcmread(
+            f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID", ""))
+            for f in ordered_files]
     rec: dict[str, Any] = {
         "study_instance_uid": str(head.get("StudyInstanceUID", "") or ""),
         "series_instance_uid": str(head.get("SeriesInstanceUID", "") or ""),
