@@ -44,7 +44,6 @@ COLUMNS: tuple[str, ...] = (
 
 VERDICT_ORDER: tuple[str, ...] = ("A0", "insufficient", "incomplete", "indeterminate")
 _ERROR_RE = re.compile(r"a0verify: (?:internal )?error: .*")
-_STAGE_ORDER = ("segment_tumor", "segment_ablation", "register", "margin", "report", "run")
 
 
 @dataclass(frozen=True)
@@ -56,24 +55,13 @@ class CaseInputs:
 
 
 def read_case_list(sheet: str | Path, base_dir: str | Path | None = None) -> list[CaseInputs]:
-    """Case ids and input paths from a sample sheet (TSV with a header; '#' lines skipped).
+    """Case ids and input paths of a sample sheet (read and validated by
+    :func:`a0verify.workflow.read_sample_sheet`), relative paths resolved against ``base_dir``
+    (default: the current directory)."""
+    from a0verify.workflow import case_paths, read_sample_sheet
 
-    Relative paths are resolved against ``base_dir`` (default: the current directory).
-    Does not validate (see :func:`a0verify.batch.read_sample_sheet`); an empty sheet gives [].
-    """
-    base = Path(base_dir) if base_dir else Path.cwd()
-    out = []
-    with open(sheet, newline="") as fh:
-        lines = [ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
-    for row in csv.DictReader(lines, delimiter="\t"):
-        cid = (row.get("case_id") or "").strip()
-        paths = {}
-        for key in ("pre", "post", "tumor", "ablation"):
-            v = (row.get(key) or "").strip()
-            if v:
-                paths[key] = str(base / v) if not Path(v).is_absolute() else v
-        out.append(CaseInputs(cid, paths))
-    return out
+    return [CaseInputs(row["case_id"], case_paths(row, base_dir))
+            for row in read_sample_sheet(sheet)]
 
 
 def failure_reason(case: CaseInputs, results_dir: Path) -> str:
@@ -82,8 +70,7 @@ def failure_reason(case: CaseInputs, results_dir: Path) -> str:
         if not Path(p).exists():
             return f"missing input {key}: {p}"
     log_dir = results_dir / "logs" / case.case_id
-    logs = sorted(log_dir.glob("*.log"), key=lambda p: (
-        _STAGE_ORDER.index(p.stem) if p.stem in _STAGE_ORDER else len(_STAGE_ORDER), p.name))
+    logs = sorted(log_dir.glob("*.log"))
     for log in logs:
         try:
             text = log.read_text(errors="replace")

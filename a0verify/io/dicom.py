@@ -17,6 +17,9 @@ slice (or, for Enhanced multi-frame objects, of every frame's functional groups)
 
 Warnings are appended to a caller-supplied list (no logging, no printing). No patient identifiers
 (names, IDs, dates) are put into warnings or error messages.
+
+Long module: one format, read end to end (scan a directory, choose the series, assemble and
+check the volume, multi-frame files, DICOM SEG detection); its parts share the header model.
 """
 
 from __future__ import annotations
@@ -496,3 +499,17 @@ def looks_like_dicom(path: str | Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_dicom_seg(path: str | Path) -> bool:
+    """True when ``path`` is a DICOM file of a Segmentation SOP class."""
+    if not looks_like_dicom(path):
+        return False
+    import pydicom
+
+    with _quiet():
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        except Exception:
+            return False
+    return str(ds.get("SOPClassUID", "")) in SEG_STORAGE
