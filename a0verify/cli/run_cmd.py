@@ -229,8 +229,12 @@ def doctor() -> None:
             from a0verify import phantom as ph
             from a0verify.pipeline import margin_case
 
-            spec = ph.PhantomSpec(size=[120, 100, 24], center_lps=[0.0, 5.0, 0.0], lesions=[
-                ph.LesionSpec(center_lps=[0.0, 5.0, 0.0], radius_mm=8.0, target_margin_mm=6.0)])
+            # pre and post in one pose: the masks are aligned, as `a0verify margin` expects
+            spec = ph.PhantomSpec(
+                size=[120, 100, 24], center_lps=[0.0, 5.0, 0.0], rotation_deg=[0.0, 0.0, 0.0],
+                translation_mm=[0.0, 0.0, 0.0], deformation_mm=0.0,
+                lesions=[ph.LesionSpec(center_lps=[0.0, 5.0, 0.0], radius_mm=8.0,
+                                       target_margin_mm=6.0)])
             case = ph.make_phantom(spec)
             p = ph.write_case(case, tmp)
             r = margin_case(p["tumor"], p["ablation"], Path(tmp) / "out", post_path=p["post"])
