@@ -103,16 +103,6 @@ def main() -> None:
 
 
 def entry() -> None:
-    """Console-script entry point (``a0verify``): run the CLI, then exempt the objects that exist
-    at exit from the interpreter's final garbage-collection passes (``gc.freeze``; about 0.3 s
-    less per process once Numba is loaded). Every output is written and closed by then."""
-    import gc
+    """Console-script entry point (``a0verify``)."""
+    main()
 
-    try:
-        main()
-    finally:
-        gc.freeze()
-
-
-def _entry() -> None:  # pragma: no cover - convenience for python -m
-    sys.exit(main())
