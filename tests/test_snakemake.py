@@ -111,3 +111,22 @@ def test_dag_example_sheet_with_seeds_and_overrides() -> None:
     assert "--registration rigid --threshold 5 " in out  # per-case columns win
     assert _jobs(out) == Counter({"run_case": 2, "summary": 1, "all": 1})
     assert f"run --pre {REPO}/testdata/case01/pre.nii.gz" in out
+
+
+def test_config_schema_agrees_with_case_settings() -> None:
+    """The workflow's config schema and a0verify's CaseSettings accept the same threshold range
+    and registration methods (the batch passes them on to `a0verify run`)."""
+    import yaml
+
+    from a0verify.errors import InputError
+    from a0verify.inputs import METHODS, CaseSettings
+
+    props = yaml.safe_load((REPO / "pipelines" / "schemas" / "config.schema.yaml").read_text())[
+        "properties"]
+    assert tuple(props["registration"]["enum"]) == METHODS
+    lo, hi = props["threshold_mm"]["minimum"], props["threshold_mm"]["maximum"]
+    CaseSettings(threshold_mm=lo)
+    CaseSettings(threshold_mm=hi)
+    for bad in (lo - 0.1, hi + 0.1):
+        with pytest.raises(InputError):
+            CaseSettings(threshold_mm=bad)
