@@ -11,7 +11,7 @@ export MPLBACKEND ?= Agg
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,pdf,dicom]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pdf,batch,dicom]'
 	touch $(STAMP)
 
 ## Quick start 1: make a synthetic case and run the whole pipeline on it.

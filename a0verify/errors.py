@@ -10,7 +10,8 @@ Exit codes (also in ``a0verify --help`` and README):
 4     segmentation failed
 5     a batch finished but one or more cases failed
 6     ``send`` / ``--send``: the PACS node did not store every file (:mod:`a0verify.pacs`)
-70    internal error (a bug: please report it with ``--debug`` output)
+70    internal error (a bug: please report it with ``A0VERIFY_DEBUG=1`` output)
+130   interrupted or aborted (Ctrl-C, or an aborted prompt): nothing looks finished
 ====  ==========================================================================
 """
 
@@ -52,3 +53,4 @@ class BatchError(A0Error):
 
 EXIT_NOT_A0 = 1
 EXIT_INTERNAL = 70
+EXIT_ABORTED = 130

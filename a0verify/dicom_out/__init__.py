@@ -4,7 +4,8 @@ capture, all referencing the post-ablation CT series the margin was measured on.
 Modules: :mod:`.codes` (coded concepts and why), :mod:`.reference` (the referenced CT series:
 the original one, or a synthesized one for non-DICOM or anonymized results), :mod:`.ctseries`
 (writes a CT image as a classic DICOM series), :mod:`.seg`, :mod:`.sr`, :mod:`.documents` (PDF
-and secondary capture), :mod:`.export` (``a0verify export-dicom``).
+and secondary capture), :mod:`.export` (``a0verify export-dicom``:
+:func:`a0verify.dicom_out.export.export_dicom`).
 
 highdicom and pynetdicom are optional: :func:`require` raises a one-line
 :class:`~a0verify.errors.InputError` naming the extra when they are missing.
@@ -27,12 +28,4 @@ def require(*modules: str, what: str = "DICOM output") -> None:
                          f"{EXTRA_HINT}")
 
 
-def __getattr__(name: str) -> object:  # lazy: importing the package needs no highdicom
-    if name == "export_dicom":
-        from a0verify.dicom_out.export import export_dicom
-
-        return export_dicom
-    raise AttributeError(name)
-
-
-__all__ = ["EXTRA_HINT", "export_dicom", "require"]
+__all__ = ["EXTRA_HINT", "require"]

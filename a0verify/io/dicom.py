@@ -17,6 +17,9 @@ slice (or, for Enhanced multi-frame objects, of every frame's functional groups)
 
 Warnings are appended to a caller-supplied list (no logging, no printing). No patient identifiers
 (names, IDs, dates) are put into warnings or error messages.
+
+Long module: one format, read end to end (scan a directory, choose the series, assemble and
+check the volume, multi-frame files, DICOM SEG detection); its parts share the header model.
 """
 
 from __future__ import annotations
@@ -512,6 +515,11 @@ def looks_like_dicom(path: str | Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_dicom_seg(path: str | Path) -> bool:
+    """True when ``path`` is a DICOM file of a Segmentation SOP class."""
+    return sop_class_of(path) in SEG_STORAGE
 
 
 #: header keywords that identify the patient or study (shown on the report page, removed by

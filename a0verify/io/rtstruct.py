@@ -30,7 +30,7 @@ import SimpleITK as sitk
 from a0verify import geometry
 from a0verify.errors import InputError
 from a0verify.io.dicom import _quiet, sop_class_of
-from a0verify.io.masks import SegmentInfo
+from a0verify.io.masks import SegmentInfo, read_mask
 
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 
@@ -187,8 +187,6 @@ def read_mask_input(path: str | os.PathLike[str], *, what: str, image: sitk.Imag
     (``mask_sources``), is {"format": "RTSTRUCT", "file", "structures": [names by label]}.
     ``structures`` given for a mask that is not an RTSTRUCT is an input error (``option``).
     """
-    from a0verify.io.images import read_mask
-
     p = Path(path)
     if is_rtstruct(p):
         if image is None:

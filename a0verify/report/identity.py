@@ -86,6 +86,8 @@ def attach(report: dict[str, Any], identity: dict[str, Any],
            mask_sources: Mapping[str, dict[str, Any] | None]) -> dict[str, Any]:
     """``report`` with its ``identity`` and ``mask_sources`` fields set; anonymized (see
     :func:`anonymize_report`) when ``identity`` is an anonymized record."""
+    if not identity:
+        return report
     report["identity"] = identity
     sources = {k: v for k, v in mask_sources.items() if v}
     if sources:
