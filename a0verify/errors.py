@@ -9,6 +9,7 @@ Exit codes (also in ``a0verify --help`` and README):
 3     registration failed (after retries)
 4     segmentation failed
 5     a batch finished but one or more cases failed
+6     ``send`` / ``--send``: the PACS node did not store every file (:mod:`a0verify.pacs`)
 70    internal error (a bug: please report it with ``A0VERIFY_DEBUG=1`` output)
 130   interrupted or aborted (Ctrl-C, or an aborted prompt): nothing looks finished
 ====  ==========================================================================

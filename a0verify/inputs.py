@@ -19,6 +19,8 @@ from a0verify import parallel
 from a0verify.errors import InputError
 from a0verify.io import check_seed_inside, read_image, read_mask, sha256_of
 from a0verify.io.masks import check_overlap
+from a0verify.io.rtstruct import read_mask_input
+from a0verify.report.identity import identity_record
 
 Seed = tuple[float, float, float]
 #: Registration methods (``none``: the images share one physical space).
@@ -52,7 +54,9 @@ class CaseRequest:
     the ablation zone as a mask on the post CT or seeds, optional liver mask (post grid).
     ``a0verify margin``: ``tumor`` and ``ablation`` masks (aligned in physical space, or the
     tumour on the pre grid with ``transform``: post points -> pre points), optional
-    ``registration_json`` (QA, uncertainty) and ``post`` (figure background only).
+    ``registration_json`` (QA, uncertainty) and ``post`` (figure background only; the image
+    RT Structure Sets are rasterised onto).
+    Masks may be RT Structure Sets (``*_structures`` choose ROIs by name).
     """
 
     command: str = "run"
@@ -67,6 +71,11 @@ class CaseRequest:
     post_series: str | None = None
     transform: str | Path | None = None
     registration_json: str | Path | None = None
+    #: RT Structure Set ROIs to use (by name; tumour: one lesion label each)
+    tumor_structures: tuple[str, ...] = ()
+    ablation_structures: tuple[str, ...] = ()
+    #: no patient identifiers in any output (:mod:`a0verify.report.identity`)
+    anonymize: bool = False
 
     def input_paths(self) -> dict[str, str | None]:
         """The input files of this command, by role (None: not given)."""
@@ -90,6 +99,10 @@ class CaseInputs:
     registration_record: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     hashes: parallel.Task[dict[str, str | None]] | None = field(default=None, repr=False)
+    #: report.json ``identity`` (DICOM UIDs, patient, study; or anonymized) and
+    #: ``mask_sources`` (masks from RT Structure Sets), see :mod:`a0verify.report.identity`
+    identity: dict[str, Any] = field(default_factory=dict)
+    mask_sources: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 def read_inputs(req: CaseRequest) -> CaseInputs:
@@ -132,19 +145,25 @@ def _read_run_inputs(req: CaseRequest, hashes: parallel.Task[dict[str, str | Non
         check_seed_inside(pre, s, f"{req.pre} (tumour seed)")
     for s in req.ablation_seeds:
         check_seed_inside(post, s, f"{req.post} (ablation seed)")
-    tumor = None
+    tumor = ablation = None
+    sources: dict[str, dict[str, Any] | None] = {}
     if req.tumor is not None:  # kept on its own grid (the transfer works in physical space)
-        tumor = read_mask(req.tumor, what="tumour mask", warnings=warnings)
+        tumor, sources["tumor"] = read_mask_input(
+            req.tumor, what="tumour mask", image=pre, structures=req.tumor_structures,
+            option="--tumor-structure", warnings=warnings)
         check_overlap(tumor, pre, what="tumour mask", path=req.tumor)
-    ablation = None
     if req.ablation is not None:
-        ablation = read_mask(req.ablation, what="ablation mask", warnings=warnings,
-                             reference=post)
+        ablation, sources["ablation"] = read_mask_input(
+            req.ablation, what="ablation mask", image=post, structures=req.ablation_structures,
+            option="--ablation-structure", align=True, warnings=warnings)
     liver = None
     if req.liver is not None:
         liver = read_mask(req.liver, what="liver mask", warnings=warnings, reference=post)
+    identity = identity_record({"pre": (str(req.pre), req.pre_series),
+                                "post": (str(req.post), req.post_series)},
+                               anonymize=req.anonymize, warnings=warnings)
     return CaseInputs(pre=pre, post=post, tumor=tumor, ablation=ablation, liver=liver,
-                      warnings=warnings, hashes=hashes)
+                      warnings=warnings, hashes=hashes, identity=identity, mask_sources=sources)
 
 
 def _read_margin_inputs(req: CaseRequest, hashes: parallel.Task[dict[str, str | None]]
@@ -152,19 +171,27 @@ def _read_margin_inputs(req: CaseRequest, hashes: parallel.Task[dict[str, str | 
     if req.tumor is None or req.ablation is None:
         raise InputError("give both --tumor MASK and --ablation MASK")
     warnings: list[str] = []
-    ablation = read_mask(req.ablation, what="ablation mask", warnings=warnings)
+    post = (read_image(req.post, what="post-ablation CT", warnings=warnings)
+            if req.post else None)
+    sources: dict[str, dict[str, Any] | None] = {}
+    ablation, sources["ablation"] = read_mask_input(
+        req.ablation, what="ablation mask", image=post, structures=req.ablation_structures,
+        option="--ablation-structure", warnings=warnings)
     transform = _read_transform(req.transform) if req.transform else None
     # the margin works in physical space on each mask's own grid (no resampling, which would
     # cost sub-voxel accuracy); without a transform the masks must overlap physically
-    tumor = read_mask(req.tumor, what="tumour mask", warnings=warnings)
+    tumor, sources["tumor"] = read_mask_input(
+        req.tumor, what="tumour mask", image=post if post is not None else ablation,
+        structures=req.tumor_structures, option="--tumor-structure", warnings=warnings)
     if transform is None:
         check_overlap(tumor, ablation, what="tumour mask", path=req.tumor)
     record = (_read_json(req.registration_json, "registration record")
               if req.registration_json else None)
-    post = (read_image(req.post, what="post-ablation CT", warnings=warnings)
-            if req.post else None)
+    identity = identity_record({"post": (str(req.post) if req.post else None, None)},
+                               anonymize=req.anonymize, warnings=warnings)
     return CaseInputs(pre=None, post=post, tumor=tumor, ablation=ablation, transform=transform,
-                      registration_record=record, warnings=warnings, hashes=hashes)
+                      registration_record=record, warnings=warnings, hashes=hashes,
+                      identity=identity, mask_sources=sources)
 
 
 def _read_transform(path: str | Path) -> sitk.Transform:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from a0verify.inputs import CaseInputs, CaseRequest, CaseSettings, Seed, read_in
 from a0verify.io import ensure_output_dir, write_json_atomic
 from a0verify.margin import MarginResult, compute_margin, load_kernels
 from a0verify.progress import Progress, silent
+from a0verify.report import identity
 from a0verify.report.model import build_report, lesion_point_summary
 
 __all__ = ["CaseInputs", "CaseRequest", "CaseResult", "CaseSettings", "lesion_point_summary",
@@ -174,7 +176,10 @@ def retire_previous_result(out: Path) -> None:
         p = out / str(name)
         if p.parent == out and p.name != "report.json":
             with contextlib.suppress(OSError):
-                p.unlink()
+                if p.is_dir() and not p.is_symlink():  # e.g. dicom/ (export-dicom)
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
 
 
 def write_outputs(out: Path, report: dict[str, Any], *, margin: MarginResult,
@@ -266,6 +271,7 @@ def run_stages(req: CaseRequest, settings: CaseSettings, out_dir: str | Path,
             input_sha256=inputs.hashes.result(), parameters=_parameters(req, settings),
             timings_s=timings, warnings=[*inputs.warnings, *seg.warnings, *reg.warnings],
             registration=_registration_section(reg), segmentation=seg.record)
+        report = identity.attach(report, inputs.identity, inputs.mask_sources)
         with progress.stage("outputs", "write outputs"):
             return write_outputs(out, report, margin=margin, seg=seg, tumor_post=moved.labels,
                                  reg=reg, post=inputs.post, workers=workers)
@@ -301,17 +307,23 @@ def run_case(pre_path: str | Path, post_path: str | Path, out_dir: str | Path, *
              liver_path: str | Path | None = None, threshold_mm: float = 5.0,
              registration_method: str = "deformable", threads: int | None = None,
              pre_series: str | None = None, post_series: str | None = None,
-             progress: Progress | None = None) -> CaseResult:
+             progress: Progress | None = None, anonymize: bool = False,
+             tumor_structures: Sequence[str] = (),
+             ablation_structures: Sequence[str] = ()) -> CaseResult:
     """``a0verify run``: register pre onto post, carry the tumour over, margin, verdict, report.
 
     The post CT is the fixed image; everything is reported on its grid (LPS mm). Exactly one of
     ``tumor_path`` / ``tumor_seeds`` and of ``ablation_path`` / ``ablation_seeds`` must be given.
+    Masks may be RT Structure Sets (rasterised onto the pre / post CT; ``*_structures`` choose
+    ROIs by name); ``anonymize``: no patient identifiers in any output.
     """
     settings = CaseSettings(threshold_mm, registration_method, threads)
     req = CaseRequest(command="run", pre=pre_path, post=post_path, tumor=tumor_path,
                       ablation=ablation_path, tumor_seeds=tuple(tumor_seeds),
                       ablation_seeds=tuple(ablation_seeds), liver=liver_path,
-                      pre_series=pre_series, post_series=post_series)
+                      pre_series=pre_series, post_series=post_series, anonymize=anonymize,
+                      tumor_structures=tuple(tumor_structures),
+                      ablation_structures=tuple(ablation_structures))
     return run_stages(req, settings, out_dir, progress)
 
 
@@ -319,17 +331,22 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
                 *, threshold_mm: float = 5.0, transform_path: str | Path | None = None,
                 registration_json: str | Path | None = None,
                 post_path: str | Path | None = None,
-                progress: Progress | None = None) -> CaseResult:
+                progress: Progress | None = None, anonymize: bool = False,
+                tumor_structures: Sequence[str] = (),
+                ablation_structures: Sequence[str] = ()) -> CaseResult:
     """``a0verify margin``: the margin of a tumour and an ablation zone in one physical space.
 
     Without ``transform_path`` the masks must already be aligned in physical space (any grids).
     With it, the tumour mask is on the pre grid and the transform (post points -> pre points, as
     written by ``a0verify register``) carries it onto the ablation mask's grid; the registration
     record (``registration_json``) adds its QA and uncertainty. ``post_path`` (optional) is only
-    used as the background of the report figures. The result is on the ablation mask's grid.
+    used as the background of the report figures (and the image RT Structure Sets are
+    rasterised onto). The result is on the ablation mask's grid.
     """
     settings = CaseSettings(threshold_mm, "none")
     req = CaseRequest(command="margin", tumor=tumor_path, ablation=ablation_path,
                       transform=transform_path, registration_json=registration_json,
-                      post=post_path)
+                      post=post_path, anonymize=anonymize,
+                      tumor_structures=tuple(tumor_structures),
+                      ablation_structures=tuple(ablation_structures))
     return run_stages(req, settings, out_dir, progress)

@@ -5,7 +5,7 @@ Each command lives in its own module under ``a0verify.cli`` and is imported lazi
 
 Exit codes: see :mod:`a0verify.errors` (0 ran, 1 not A0 with ``--fail-unless-a0`` and nothing
 else, 2 bad input, 3 registration failed, 4 segmentation failed, 5 batch had failed cases,
-70 internal error, 130 interrupted or aborted).
+6 send to PACS failed, 70 internal error, 130 interrupted or aborted).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "batch": "batch_cmd:batch",
     "inspect": "inspect_cmd:inspect_cmd",
     "doctor": "run_cmd:doctor",
+    "export-dicom": "export_dicom_cmd:export_dicom",
+    "send": "send_cmd:send",
 }
 
 EPILOG = """\b
@@ -43,6 +45,7 @@ Exit codes:
   3   registration failed
   4   segmentation failed
   5   batch finished with failed cases
+  6   send: the PACS node did not store every file
   70  internal error (re-run with A0VERIFY_DEBUG=1 for a traceback)
   130 interrupted or aborted (nothing looks finished)
 """

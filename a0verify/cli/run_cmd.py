@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from a0verify.cli.export_dicom_cmd import after_run, check_dicom_options, dicom_options
 from a0verify.cli.options import SEED, progress_for, threads_option, verbosity_options
 from a0verify.errors import EXIT_NOT_A0
 
@@ -20,6 +21,32 @@ _fail_option = click.option(
 _threshold_option = click.option(
     "--threshold", "threshold_mm", type=float, default=5.0, show_default=True,
     help="Required minimal ablative margin in mm.")
+_structure_options = [
+    click.option("--tumor-structure", "tumor_structures", multiple=True, metavar="NAME",
+                 help="ROI of an RT Structure Set given as --tumor (repeat: one lesion each)."),
+    click.option("--ablation-structure", "ablation_structures", multiple=True, metavar="NAME",
+                 help="ROI of an RT Structure Set given as --ablation."),
+]
+
+
+def _structure_option(f: Any) -> Any:
+    for opt in reversed(_structure_options):
+        f = opt(f)
+    return f
+
+
+def _conclude(result: object, progress: Any, fail_unless_a0: bool, *, post: str | None,
+              anonymize: bool, dicom_out: bool, node: Any, calling_aet: str) -> None:
+    """Summary lines, then the DICOM export / send when asked, then the QA exit code."""
+    from a0verify.pipeline import CaseResult
+    from a0verify.progress import NORMAL
+
+    assert isinstance(result, CaseResult)
+    _summarise(result, progress, False)
+    after_run(result.out_dir, post=post, anonymize=anonymize, dicom_out=dicom_out, node=node,
+              calling_aet=calling_aet, quiet=progress.level < NORMAL)
+    if fail_unless_a0 and result.verdict != "A0":
+        sys.exit(EXIT_NOT_A0)
 
 
 def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
@@ -60,26 +87,37 @@ def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
 @threads_option
+@_structure_option
+@dicom_options
 @_fail_option
 @verbosity_options
 def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: str | None,
         ablation_seeds: tuple, liver: str | None, pre_series: str | None,
         post_series: str | None, out: str, threshold_mm: float, registration: str,
-        threads: int | None, fail_unless_a0: bool, quiet: bool, verbose: bool) -> None:
+        threads: int | None, tumor_structures: tuple[str, ...],
+        ablation_structures: tuple[str, ...], dicom_out: bool, send_to: str | None,
+        calling_aet: str, anonymize: bool, fail_unless_a0: bool, quiet: bool,
+        verbose: bool) -> None:
     """Register PRE onto POST, carry the tumour over, compute the margin, verdict and report.
 
+    Masks may be label maps, DICOM SEG or RT Structure Sets (rasterised onto PRE / POST).
+    With --dicom-out / --send the results also go to OUT/dicom / a PACS node.
     Stage lines with their seconds go to stderr (-q: none, -v: more detail); the verdict line
     and the report's path go to stdout.
     """
     from a0verify.pipeline import run_case
 
     progress = progress_for(quiet, verbose)
+    node = check_dicom_options(dicom_out, send_to)
     res = run_case(pre, post, out, tumor_path=tumor, ablation_path=ablation,
                    ablation_seeds=list(ablation_seeds), tumor_seeds=list(tumor_seeds),
                    liver_path=liver, threshold_mm=threshold_mm,
                    registration_method=registration, threads=threads,
-                   pre_series=pre_series, post_series=post_series, progress=progress)
-    _summarise(res, progress, fail_unless_a0)
+                   pre_series=pre_series, post_series=post_series, progress=progress,
+                   anonymize=anonymize, tumor_structures=tumor_structures,
+                   ablation_structures=ablation_structures)
+    _conclude(res, progress, fail_unless_a0, post=post, anonymize=anonymize,
+              dicom_out=dicom_out, node=node, calling_aet=calling_aet)
 
 
 @click.command()
@@ -94,19 +132,28 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
               help="Registration record from `a0verify register` (QA, uncertainty).")
 @click.option("--post", "post", metavar="IMG", help="Post CT, only as the figures' background.")
 @_threshold_option
+@_structure_option
+@dicom_options
 @_fail_option
 @verbosity_options
 def margin(tumor: str, ablation: str, out: str, transform: str | None,
            registration_json: str | None, post: str | None, threshold_mm: float,
+           tumor_structures: tuple[str, ...], ablation_structures: tuple[str, ...],
+           dicom_out: bool, send_to: str | None, calling_aet: str, anonymize: bool,
            fail_unless_a0: bool, quiet: bool, verbose: bool) -> None:
     """Margin of a tumour and an ablation zone: masks aligned in physical space (any grids), or
-    a pre-grid tumour carried over with --transform."""
+    a pre-grid tumour carried over with --transform. RT Structure Sets are rasterised onto
+    --post (or the ablation mask's grid)."""
     from a0verify.pipeline import margin_case
 
     progress = progress_for(quiet, verbose)
+    node = check_dicom_options(dicom_out, send_to)
     res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm, transform_path=transform,
-                      registration_json=registration_json, post_path=post, progress=progress)
-    _summarise(res, progress, fail_unless_a0)
+                      registration_json=registration_json, post_path=post, progress=progress,
+                      anonymize=anonymize, tumor_structures=tumor_structures,
+                      ablation_structures=ablation_structures)
+    _conclude(res, progress, fail_unless_a0, post=post, anonymize=anonymize,
+              dicom_out=dicom_out, node=node, calling_aet=calling_aet)
 
 
 @click.command()
@@ -117,15 +164,19 @@ def margin(tumor: str, ablation: str, out: str, transform: str | None,
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
 @threads_option
+@dicom_options
 @verbosity_options
-def demo(out: str, margin_mm: float, registration: str, threads: int | None, quiet: bool,
+def demo(out: str, margin_mm: float, registration: str, threads: int | None, dicom_out: bool,
+         send_to: str | None, calling_aet: str, anonymize: bool, quiet: bool,
          verbose: bool) -> None:
-    """Make a synthetic case with known truth and run the whole pipeline on it."""
+    """Make a synthetic case with known truth and run the whole pipeline on it (with
+    --dicom-out / --send also its DICOM outputs)."""
     from a0verify import phantom
     from a0verify.pipeline import lesion_point_summary, run_case
     from a0verify.verdict import classify
 
     progress = progress_for(quiet, verbose)
+    node = check_dicom_options(dicom_out, send_to)
     t0 = time.perf_counter()
     out_dir = Path(out)
     case_dir = out_dir / "case"
@@ -139,9 +190,11 @@ def demo(out: str, margin_mm: float, registration: str, threads: int | None, qui
                f"{classify(case.min_mam_mm, 5.0).verdict})")
     res = run_case(paths["pre"], paths["post"], out_dir / "result", tumor_path=paths["tumor"],
                    ablation_path=paths["ablation"], registration_method=registration,
-                   threads=threads, progress=progress)
+                   threads=threads, progress=progress, anonymize=anonymize)
     click.echo(lesion_point_summary(res.report))
     click.echo(f"error against truth: {res.report['min_margin_mm'] - case.min_mam_mm:+.2f} mm")
+    after_run(res.out_dir, post=str(paths["post"]), anonymize=anonymize, dicom_out=dicom_out,
+              node=node, calling_aet=calling_aet, quiet=False)
     click.echo(f"report: {res.out_dir / 'report.html'}  ({time.perf_counter() - t0:.0f} s)")
 
 

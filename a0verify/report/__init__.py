@@ -140,14 +140,9 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
     return outputs
 
 
-def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
-    """``a0verify report DIR``: validate DIR/report.json and render report.html (and the figure
-    PNGs; ``report.pdf`` with ``pdf``) again from the stored artefacts. Returns {role: file}.
-
-    Raises InputError when DIR or report.json is missing or invalid, or an artefact is missing.
-    """
-    from a0verify.report.html import load_report_data, write_html_report
-
+def load_result(out_dir: str | Path) -> dict[str, Any]:
+    """The validated report.json of the result directory ``out_dir``; InputError (one line)
+    when the directory or report.json is missing, unreadable or not valid."""
     d = Path(out_dir)
     if not d.is_dir():
         raise InputError(f"{d}: result directory does not exist")
@@ -161,6 +156,20 @@ def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
     if not isinstance(report, dict):
         raise InputError(f"{rj}: is not a JSON object")
     validate_report(report, str(rj))
+    return report
+
+
+def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
+    """``a0verify report DIR``: validate DIR/report.json and render report.html (and the figure
+    PNGs; ``report.pdf`` with ``pdf``) again from the stored artefacts. Returns {role: file}.
+
+    Raises InputError when DIR or report.json is missing or invalid, or an artefact is missing.
+    """
+    from a0verify.report.html import load_report_data, write_html_report
+
+    d = Path(out_dir)
+    rj = d / "report.json"
+    report = load_result(d)
     data = load_report_data(d, report)
     written = write_html_report(report, d, data, pdf=pdf)
     new = {k: v for k, v in written.items() if report["outputs"].get(k) != v}
@@ -170,4 +179,4 @@ def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
     return written
 
 
-__all__ = ["report_schema", "rerender", "validate_report", "write_case_outputs"]
+__all__ = ["load_result", "report_schema", "rerender", "validate_report", "write_case_outputs"]
