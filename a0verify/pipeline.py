@@ -253,7 +253,7 @@ def run_stages(req: CaseRequest, settings: CaseSettings, out_dir: str | Path,
             reg = register(inputs, seg, settings)
         post_grid = inputs.post if req.command == "run" else seg.ablation
         assert post_grid is not None
-        with progress.stage("transfer", "carry the tumour onto the post grid"):
+        with progress.stage("transfer", "transfer tumour to the post grid"):
             moved = transfer.transfer_tumor(seg.tumor, post_grid, reg.transform)
         with progress.stage("margin", "margin"):  # waits for the kernels if still loading
             margin = compute_margin(moved.margin_input, seg.ablation, settings.threshold_mm)

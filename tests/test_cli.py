@@ -151,7 +151,7 @@ def test_margin_with_transform_progress_and_verbosity(tmp_path):
     back = sitk.ReadTransform(str(tmp_path / "o" / rep["outputs"]["registration_transform"]))
     np.testing.assert_allclose(back.TransformPoint((0.0, 0.0, 0.0)), shift)
     stages = [ln for ln in r.stderr.splitlines() if ln.startswith("a0verify: ")]
-    assert [ln.split()[1] for ln in stages] == ["read", "carry", "margin", "write"]
+    assert [ln.split()[1] for ln in stages] == ["read", "transfer", "margin", "write"]
     assert all(ln.rstrip().endswith(" s") for ln in stages)
     assert r.stdout.startswith("verdict ") and "report:" in r.stdout
     q = runner.invoke(main, [*base, "--out", str(tmp_path / "q"), "-q"])
