@@ -83,7 +83,7 @@ def _pid_alive(pid: int) -> bool:
     return b"batch" in cmdline  # a reused pid of another program is not a running batch
 
 
-class _BatchLock:
+class BatchLock:
     """``DIR/.a0verify-batch.pid``: refuses a second live batch into the same directory and
     tells a restart that a Snakemake lock left behind is stale."""
 
@@ -91,7 +91,7 @@ class _BatchLock:
         self.path = out / ".a0verify-batch.pid"
         self.stale = False
 
-    def __enter__(self) -> _BatchLock:
+    def __enter__(self) -> BatchLock:
         with contextlib.suppress(FileNotFoundError, ValueError):
             pid = int(self.path.read_text().split()[0])
             if pid != os.getpid() and _pid_alive(pid):
@@ -235,7 +235,7 @@ def run_batch(sheet: str | Path, out_dir: str | Path, *, cores: int = 2,
     notes: list[str] = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("MPLBACKEND", "Agg")
-    with _BatchLock(out) as lock:
+    with BatchLock(out) as lock:
         locks = out / ".snakemake" / "locks"
         held = locks.is_dir() and any(locks.iterdir())
         if held and not lock.stale and not dry_run:

@@ -251,12 +251,12 @@ def test_batch_cli_help_lists_options() -> None:
 
 
 def test_batch_lock_refuses_live_batch_and_detects_stale(tmp_path: Path) -> None:
-    from a0verify.batch import _BatchLock
+    from a0verify.batch import BatchLock
 
     dead = subprocess.Popen(["true"])
     dead.wait()
     (tmp_path / ".a0verify-batch.pid").write_text(f"{dead.pid}\n")
-    with _BatchLock(tmp_path) as lock:
+    with BatchLock(tmp_path) as lock:
         assert lock.stale
         assert (tmp_path / ".a0verify-batch.pid").read_text().strip() == str(os.getpid())
     assert not (tmp_path / ".a0verify-batch.pid").exists()
@@ -265,7 +265,7 @@ def test_batch_lock_refuses_live_batch_and_detects_stale(tmp_path: Path) -> None
         time.sleep(0.3)
         (tmp_path / ".a0verify-batch.pid").write_text(f"{live.pid}\n")
         with pytest.raises(InputError, match=f"another batch \\(pid {live.pid}\\)"), \
-                _BatchLock(tmp_path):
+                BatchLock(tmp_path):
             pass
     finally:
         live.kill()
