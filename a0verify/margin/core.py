@@ -258,17 +258,6 @@ def _signed_from_edts(m: BoolArr, sp: F64, h: float, per_slice: bool) -> F32:
         return _combine_signed(m, d_out, d_in, h)
 
 
-# --------------------------------------------------------------------------- label boxes
-def nonzero_box(arr: npt.NDArray[np.generic]
-                ) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
-    """Half-open (z, y, x) index box of the nonzero voxels of a 3-D array, or None when empty
-    (:func:`a0verify.geometry.nonzero_index_box`: per-slice maxima, one pass over the data)."""
-    from a0verify.geometry import nonzero_index_box
-
-    box = nonzero_index_box(np.asarray(arr))
-    return None if box is None else (box.lo_zyx, box.hi_zyx)
-
-
 # --------------------------------------------------------------------------- shape-based interp.
 @njit(cache=True, parallel=True)
 def _sbi_kernel(s: F32, r: F32, zk: F64, u: int) -> F32:
