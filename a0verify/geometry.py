@@ -177,6 +177,11 @@ class IndexBox:
     def shape(self) -> tuple[int, int, int]:
         return tuple(h - lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))  # type: ignore[return-value]
 
+    def contains(self, other: IndexBox) -> bool:
+        """True when ``other`` lies inside this box."""
+        return all(a <= b for a, b in zip(self.lo_zyx, other.lo_zyx, strict=True)) and all(
+            a >= b for a, b in zip(self.hi_zyx, other.hi_zyx, strict=True))
+
     @property
     def empty(self) -> bool:
         return any(h <= lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))

@@ -11,12 +11,15 @@ direction cosines and anisotropic spacing); per lesion, in this order:
 2. Level sets (:mod:`.levelset`): each binary mask becomes a continuous level set by shape-based
    interpolation along its thickest grid axis; only a region of interest around each lesion is
    processed (tumour box + threshold + safety band on the ablation grid).
-3. Surface (:mod:`.surface`): the tumour surface is the marching-cubes zero level of its level
-   set (sub-voxel vertices); per-vertex margins come from the exact anisotropic EDT (Numba) of the
-   refined zone level set, sampled trilinearly; they give the area fractions, deficit patches and
-   the surface mesh.
-4. Refinement (:mod:`.refinement`): the MAM itself is refined where it occurs by local quadric
-   patches of both masks' voxel data.
+3. Field (:mod:`.field`): the tumour surface is the marching-cubes zero level of its level set
+   (sub-voxel vertices); each vertex's margin is its signed distance to the zone's continuous
+   surface (lattice EDT refined by ray casting onto the zone level set). The zone ROI grows until
+   it holds every vertex's nearest zone boundary, so no margin is capped.
+4. Refinement (:mod:`.refinement`): the MAM is refined region by region (lowest field first) by
+   local quadric patches of both masks' voxel data, and each refined value is carried into the
+   field around it; the field is finally raised to the MAM where it still lies below it. So the
+   surface colours, the mesh's ``margin_mm``, the histogram, the area fractions and the deficit
+   patches (:mod:`.surface`) all read one field whose minimum is the MAM.
 5. Uncertainty (:mod:`.uncertainty`): a calibrated 95 % half-width of the MAM.
 
 The result types live in :mod:`.results`.
@@ -34,13 +37,14 @@ import SimpleITK as sitk
 
 from a0verify import geometry
 from a0verify.errors import InputError
-from a0verify.margin import core, levelset, refinement, surface, uncertainty
+from a0verify.margin import core, field, levelset, refinement, surface, uncertainty
 from a0verify.margin.kernels import load_kernels
 from a0verify.margin.lesions import LesionInput, label_lesions, levelset_lesions
 from a0verify.margin.results import LesionMargin, MarginResult, SurfaceMesh
 
 TumorInput = sitk.Image | Mapping[int, sitk.Image]
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 RoiDistance = tuple[geometry.IndexBox, F32]
 
 #: Safety band (mm) added to the threshold around each tumour for the ablation ROI.
@@ -102,6 +106,42 @@ def margin_of_lesions(tumor: TumorInput, ablation: sitk.Image, threshold_mm: flo
                         margin_map=margin_map, timings_s=timings)
 
 
+def _zone_around(tv: F64, ablation: sitk.Image, abl_arr: npt.NDArray[Any],
+                 abl_box: geometry.IndexBox, pad: float, lesion_id: int
+                 ) -> tuple[levelset.LevelSet, geometry.IndexBox]:
+    """The zone's level set on an ROI of the ablation grid that holds, for every tumour vertex,
+    its nearest zone-boundary point: first the tumour box + ``pad``; the whole zone when that
+    holds no boundary; then grown to the vertices' box + their largest lattice distance (an upper
+    bound of the true one) when it reaches farther."""
+    roi = geometry.roi_box_around_lps(ablation, tv, pad)
+    if roi.empty:
+        raise InputError(
+            f"tumour lesion {lesion_id} lies outside the ablation mask's field of view"
+        )
+    zl = levelset.zone_level(abl_arr, ablation, roi)
+    if not zl.has_surface() or not zl.covers(tv):
+        # no zone boundary near the tumour: widen the ROI to the whole zone (+ the tumour)
+        roi = geometry.union_box(geometry.union_box(roi, abl_box),
+                                 geometry.roi_box_around_lps(ablation, tv, 2.0))
+        roi = geometry.pad_box(roi, 2, abl_arr.shape)
+        zl = levelset.zone_level(abl_arr, ablation, roi)
+    d0 = np.abs(zl.sample_distance(tv, np.inf))
+    if np.isfinite(d0).any():
+        reach = float(d0[np.isfinite(d0)].max()) + 2.0 * float(max(ablation.GetSpacing()))
+        want = geometry.roi_box_around_lps(ablation, tv, reach)
+        if not roi.contains(want):
+            zl = levelset.zone_level(abl_arr, ablation, geometry.union_box(roi, want))
+            roi = geometry.union_box(roi, want)
+    return zl, roi
+
+
+def _reach_mm(level: levelset.LevelSet, pts: F64) -> F64:
+    """Distance (mm) from LPS points to the faces of the level set's lattice (along its axes)."""
+    f = level.lattice.lps_to_index(pts)
+    hi = np.asarray(level.values.shape, np.float64) - 1.0
+    return np.min(np.minimum(f, hi - f) * level.spacing, axis=1)
+
+
 def _one_lesion(les: LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any],
                 abl_box: geometry.IndexBox, threshold: float
                 ) -> tuple[LesionMargin, RoiDistance]:
@@ -114,68 +154,51 @@ def _one_lesion(les: LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any
     tv, tf = levelset.level_mesh(tlev)
     if len(tf) == 0:
         raise InputError(f"tumour lesion {les.id} has no surface (too small or empty)")
-    # --- ablation-zone ROI around the tumour
+    # --- the zone around it, and the per-vertex margin field
     pad = threshold + SAFETY_MM + 2.0 * float(max(ablation.GetSpacing()))
-    roi = geometry.roi_box_around_lps(ablation, tv, pad)
-    if roi.empty:
-        raise InputError(
-            f"tumour lesion {les.id} lies outside the ablation mask's field of view"
-        )
-    zl = levelset.zone_level(abl_arr, ablation, roi)
-    lower_bound = False
-    if not zl.has_surface() or not zl.covers(tv):
-        # no zone boundary near the tumour: widen the ROI to the whole zone (+ the tumour)
-        roi = geometry.union_box(geometry.union_box(roi, abl_box),
-                                 geometry.roi_box_around_lps(ablation, tv, 2.0))
-        roi = geometry.pad_box(roi, 2, abl_arr.shape)
-        zl = levelset.zone_level(abl_arr, ablation, roi)
-    # per-vertex margin: exact EDT of the refined zone level set (boundary half-way between the
-    # lattice samples), trilinear at the vertices; the MAM itself is refined below.
-    assert zl.distance is not None
-    fidx = zl.lattice.lps_to_index(tv)
-    fidx[:, 0] /= zl.dist_step
-    margin = core.trilinear(zl.distance, np.ascontiguousarray(fidx), -np.inf)
-    if np.any(np.isinf(margin) & (margin > 0)):
-        # the whole ROI lies inside the zone: the margin is at least the ROI reach
-        lower_bound = True
-    margin = np.clip(margin, -1e4, pad)
-    mesh = SurfaceMesh(tv, tf, margin)
+    zl, roi = _zone_around(tv, ablation, abl_arr, abl_box, pad, les.id)
+    raw = field.surface_distance(zl, tv)
+    lower_bound = bool(np.any(np.isinf(raw) & (raw > 0)))
+    if lower_bound:  # the whole ROI lies inside the zone: the margin is at least its reach
+        raw = np.where(np.isinf(raw), _reach_mm(zl, tv), raw)
     area, normals = core.face_areas_normals(tv, tf)
-    fractions = surface.surface_fractions(tf, area, margin, threshold)
-    k = int(np.argmin(margin))
     vol_ml = core.mesh_volume(tv, tf) / 1000.0
     resid_ml = vol_ml * levelset.outside_fraction(tlev, zl)
     vn = surface.vertex_normals(tv, tf, normals, area)
-    ks, mam = refinement.smooth_argmin(tv, vn, margin, k,
-                                       refinement.patch_radius(tlev, 100.0))
-    mam, mam_pt, band, source = min(mam, float(margin[k]) + 0.5), tv[ks], 0.0, "mesh"
-    sharp = 0.0
-    step = uncertainty.grid_step(mam_pt, tv, tf, normals, area, les.grid, ablation)
-    if not lower_bound:
-        ref = refinement.refine_mam(tv, tf, vn, margin, tlev, zl, vol_ml)
-        if ref is not None:
-            mam, mam_pt, band, sharp = ref.margin_mm, ref.point_lps, ref.band_mm, \
-                ref.sharpness_per_mm
-            step = uncertainty.grid_step(mam_pt, tv, tf, normals, area, les.grid, ablation)
-            source = "patch"
-    unc = uncertainty.mam_half_width(source, step, band, sharp)
+    # --- the MAM, refined region by region and carried into the field
+    smooth_r = refinement.patch_radius(tlev, 100.0)
+    if lower_bound:
+        k = int(np.argmin(raw))
+        ks, val = refinement.smooth_argmin(tv, vn, raw, k, smooth_r)
+        mam = min(val, float(raw[k]) + 0.5)
+        rf = refinement.RefinedField(np.maximum(raw, mam), mam, tv[ks], 0.0, 0.0, "mesh", [],
+                                     0, 0, float(max(0.0, mam - raw.min())))
+    else:
+        rf = refinement.refine_field(tv, tf, vn, raw, tlev, zl, vol_ml, smooth_r)
+    margin = rf.margin_mm
+    step = uncertainty.grid_step(rf.point_lps, tv, tf, normals, area, les.grid, ablation)
+    unc = uncertainty.mam_half_width(rf.source, step, rf.band_mm, rf.sharpness_per_mm)
     patches = surface.deficit_patches(tv, tf, margin, area, normals, threshold)
-    surface.align_patches(patches, mam, mam_pt)
+    surface.align_patches(patches, rf.mam_mm, rf.point_lps)
     lm = LesionMargin(
         id=int(les.id),
-        min_margin_mm=float(mam),
-        min_margin_point_lps=[float(v) for v in mam_pt],
-        min_margin_point_ras=[float(v) for v in geometry.lps_to_ras(mam_pt)],
-        surface_fraction=fractions,
+        min_margin_mm=float(rf.mam_mm),
+        min_margin_point_lps=[float(v) for v in rf.point_lps],
+        min_margin_point_ras=[float(v) for v in geometry.lps_to_ras(rf.point_lps)],
+        surface_fraction=surface.surface_fractions(tf, area, margin, threshold),
         surface_area_mm2=float(area.sum()),
         tumor_volume_ml=vol_ml,
         residual_volume_ml=resid_ml,
         uncertainty_mm=float(unc),
-        uncertainty_terms={"grid_step_mm": float(step), "data_band_mm": float(band),
-                           "sharpness_per_mm": float(sharp), "source": source},
+        uncertainty_terms={"grid_step_mm": float(step), "data_band_mm": rf.band_mm,
+                           "sharpness_per_mm": rf.sharpness_per_mm, "source": rf.source},
         deficit_patches=patches,
-        surface=mesh,
+        surface=SurfaceMesh(tv, tf, margin),
         margin_is_lower_bound=lower_bound,
+        surface_field={"method": "distance to the continuous zone surface per vertex, refined "
+                                 "minima carried in",
+                       "regions_refined": rf.regions_refined, "regions_tried": rf.regions_tried,
+                       "raised_to_mam_max_mm": rf.raised_max_mm},
     )
     return lm, (roi, levelset.native_distance(zl))
 

@@ -62,10 +62,21 @@ class LevelSet:
             self._bnd = (pts, self.mask[idx[:, 0], idx[:, 1], idx[:, 2]])
         return self._bnd
 
+    def sample_index(self, index: F64, outside: float) -> F64:
+        """Trilinear level-set values (mm) at lattice indices (N, 3)."""
+        return core.trilinear(self.values, np.ascontiguousarray(index), outside)
+
     def sample(self, pts: F64, outside: float) -> F64:
         """Trilinear level-set values (mm) at LPS points; ``outside`` beyond the lattice."""
         f = np.ascontiguousarray(self.lattice.lps_to_index(pts))
         return core.trilinear(self.values, f, outside)
+
+    def sample_distance(self, pts: F64, outside: float) -> F64:
+        """Trilinear values (mm) of the lattice signed distance ``distance`` at LPS points."""
+        assert self.distance is not None
+        f = self.lattice.lps_to_index(pts)
+        f[:, 0] /= self.dist_step
+        return core.trilinear(self.distance, np.ascontiguousarray(f), outside)
 
     def covers(self, pts: F64) -> bool:
         """True when every LPS point lies within the sampled lattice."""

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from a0verify.margin import core
+from a0verify.margin.field import FieldCorrection, bump
 from a0verify.margin.levelset import LevelSet
 
 F64 = npt.NDArray[np.float64]
@@ -32,6 +33,10 @@ REFINE_BAND_OK_MM = 0.3
 REFINE_RADIUS_GROWTH = 1.35
 REFINE_RADIUS_MAX_MM = 12.0
 REFINE_SLACK_MAX_MM = 0.3
+#: More regions are refined while the field still lies this far below the MAM found so far,
+#: up to REFINE_MAX_REGIONS regions in all (see :func:`refine_field`).
+REFINE_CONSISTENT_MM = 0.05
+REFINE_MAX_REGIONS = 6
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,23 @@ def smooth_argmin(tv: F64, vn: F64, margin: F64, i: int, radius: float) -> tuple
     return j, min(val, float(margin[j]) + 0.5)
 
 
+def smooth_value(tv: F64, vn: F64, margin: F64, point: F64, radius: float) -> float:
+    """The smooth trend of the per-vertex ``margin`` at LPS ``point`` (near the surface): a
+    quadratic in the tangent plane fitted to the vertices within ``radius`` of it."""
+    i = int(np.argmin(np.sum((tv - point) ** 2, axis=1)))
+    sel = np.flatnonzero(np.sum((tv - tv[i]) ** 2, axis=1) <= radius * radius)
+    if len(sel) < 12:
+        return float(margin[i])
+    frame = core.local_frame(vn[i])
+    q = (tv[sel] - tv[i]) @ frame.T
+    phi = np.stack([np.ones(len(q)), q[:, 0], q[:, 1], q[:, 0] ** 2, q[:, 0] * q[:, 1],
+                    q[:, 1] ** 2], axis=1)
+    c, *_ = np.linalg.lstsq(phi, margin[sel], rcond=None)
+    x = (np.asarray(point, np.float64) - tv[i]) @ frame[:2].T
+    return float(c[0] + c[1] * x[0] + c[2] * x[1] + c[3] * x[0] ** 2 + c[4] * x[0] * x[1]
+                 + c[5] * x[1] ** 2)
+
+
 def _patch_margin(tv: F64, vn: F64, margin: F64, i: int, tlev: LevelSet, zl: LevelSet,
                   rt: tuple[float, float], rz: tuple[float, float], mesh: tuple[F64, I64]
                   ) -> _PatchGap | None:
@@ -176,40 +198,121 @@ def _patch_margin(tv: F64, vn: F64, margin: F64, i: int, tlev: LevelSet, zl: Lev
     return _PatchGap(gap, pt, half, x, frame, sharp)
 
 
-def refine_mam(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: LevelSet,
-               vol_ml: float) -> RefinedMinimum | None:
-    """MAM refined by local quadric patches fitted to both masks' voxel data around the few
-    lowest-margin regions of the per-vertex field ``margin`` (``vn``: unit vertex normals).
-    None when no patch could be fitted (the mesh estimate then stands)."""
+def _radii(tlev: LevelSet, zl: LevelSet, vol_ml: float
+           ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Initial and largest patch radii (mm) on the tumour and on the zone."""
     r_eq = (3.0 * vol_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
     rt = (patch_radius(tlev, 0.9 * r_eq), min(REFINE_RADIUS_MAX_MM, 1.2 * r_eq))
     rz = (patch_radius(zl, 15.0), REFINE_RADIUS_MAX_MM)
-    order = np.argsort(margin)
-    m0 = float(margin[order[0]])
-    spread = REFINE_CANDIDATE_MM + 0.5 * float(max(zl.grid.GetSpacing()))
-    chosen: list[int] = []
-    for i in order:
-        if margin[i] > m0 + spread or len(chosen) >= REFINE_MAX_CANDIDATES:
-            break
-        if all(np.linalg.norm(tv[i] - tv[j]) > rt[0] for j in chosen):
-            chosen.append(int(i))
-    best: RefinedMinimum | None = None
-    for i0 in chosen:
-        i, _ = smooth_argmin(tv, vn, margin, i0, rt[0])
-        res = None
-        for _ in range(2):
-            res = _patch_margin(tv, vn, margin, i, tlev, zl, rt, rz, (tv, tf))
-            if res is None:
-                break
-            x = res.step_uv
-            if not (0.2 < float(np.hypot(x[0], x[1])) < 0.5 * rt[0]):
-                break
-            target = tv[i] + x[0] * res.frame[0] + x[1] * res.frame[1]
-            i = int(np.argmin(np.sum((tv - target) ** 2, axis=1)))
+    return rt, rz
+
+
+def refine_at(i0: int, tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: LevelSet,
+              rt: tuple[float, float], rz: tuple[float, float]) -> RefinedMinimum | None:
+    """Refined margin minimum in the region of vertex ``i0`` (the smooth trend of ``margin``
+    locates it, the patches' gap steps towards it twice); None when the patches cannot be
+    fitted or disagree grossly with the field."""
+    i, _ = smooth_argmin(tv, vn, margin, i0, rt[0])
+    res = None
+    for _ in range(2):
+        res = _patch_margin(tv, vn, margin, i, tlev, zl, rt, rz, (tv, tf))
         if res is None:
+            break
+        x = res.step_uv
+        if not (0.2 < float(np.hypot(x[0], x[1])) < 0.5 * rt[0]):
+            break
+        target = tv[i] + x[0] * res.frame[0] + x[1] * res.frame[1]
+        i = int(np.argmin(np.sum((tv - target) ** 2, axis=1)))
+    if res is None:
+        return None
+    if abs(res.gap_mm - margin[i]) > REFINE_MAX_SHIFT_MM + float(max(zl.grid.GetSpacing())):
+        return None  # patch fit disagrees grossly with the mesh: do not trust it
+    return RefinedMinimum(res.gap_mm, res.point_lps, res.band_mm, res.sharpness_per_mm)
+
+
+@dataclass
+class RefinedField:
+    """The per-vertex margin field with the refined minima carried into it, and the MAM.
+
+    ``margin_mm`` (N,) is the field after the corrections (see :func:`refine_field`), never below
+    ``mam_mm``; ``source`` is "patch" when the MAM comes from a refined region, "mesh" when from
+    the field's smooth trend (no region could be refined below it). ``regions_refined`` /
+    ``regions_tried`` count the regions; ``raised_max_mm`` is the most any vertex was raised to
+    the MAM at the end (0 when the corrections alone made the field agree)."""
+
+    margin_mm: F64
+    mam_mm: float
+    point_lps: F64
+    band_mm: float
+    sharpness_per_mm: float
+    source: str
+    corrections: list[FieldCorrection]
+    regions_refined: int
+    regions_tried: int
+    raised_max_mm: float
+
+
+def refine_field(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: LevelSet,
+                 vol_ml: float, smooth_radius: float) -> RefinedField:
+    """Refine the MAM region by region and carry each refined value into the field.
+
+    Regions (centred on a vertex, at least the tumour patch radius r apart) are taken lowest
+    field value first: the first ones within the candidate spread of the field's minimum (at
+    most REFINE_MAX_CANDIDATES), then any whose field value still lies REFINE_CONSISTENT_MM below
+    the MAM found so far, up to REFINE_MAX_REGIONS. A refined region adds ``refined - local
+    field minimum`` to the field within r of its point, fading out at 2 r (cos^2), never
+    touching vertices an earlier region already set. A region that cannot be refined keeps its
+    field and offers the field's smooth trend (``smooth_argmin``) as its minimum. The MAM is the
+    lowest minimum of all regions; finally the field is raised to the MAM where it still lies
+    below it (noise of the field away from the refined regions)."""
+    rt, rz = _radii(tlev, zl, vol_ml)
+    spread = REFINE_CANDIDATE_MM + 0.5 * float(max(zl.grid.GetSpacing()))
+    field = np.asarray(margin, np.float64).copy()
+    m0 = float(field.min())
+    done_w = np.zeros(len(tv))
+    free = np.ones(len(tv), bool)
+    corrections: list[FieldCorrection] = []
+    best: RefinedMinimum | None = None
+    mesh_best: tuple[float, F64] | None = None
+    tried = 0
+    for n in range(REFINE_MAX_REGIONS):
+        if not free.any():
+            break
+        idx = np.flatnonzero(free)
+        i = int(idx[np.argmin(field[idx])])
+        current = min(best.margin_mm if best is not None else np.inf,
+                      mesh_best[0] if mesh_best is not None else np.inf)
+        first = n < REFINE_MAX_CANDIDATES and margin[i] <= m0 + spread
+        if not (first or field[i] < current - REFINE_CONSISTENT_MM):
+            break
+        tried += 1
+        free &= np.linalg.norm(tv - tv[i], axis=1) > rt[0]
+        res = refine_at(i, tv, tf, vn, field, tlev, zl, rt, rz)
+        if res is None:
+            j, val = smooth_argmin(tv, vn, field, i, smooth_radius)
+            val = min(val, float(field[i]) + 0.5)
+            if mesh_best is None or val < mesh_best[0]:
+                mesh_best = (val, tv[j].copy())
             continue
-        if abs(res.gap_mm - margin[i]) > REFINE_MAX_SHIFT_MM + float(max(zl.grid.GetSpacing())):
-            continue  # patch fit disagrees grossly with the mesh: do not trust it
-        if best is None or res.gap_mm < best.margin_mm:
-            best = RefinedMinimum(res.gap_mm, res.point_lps, res.band_mm, res.sharpness_per_mm)
-    return best
+        dist = np.linalg.norm(tv - res.point_lps, axis=1)
+        local = smooth_value(tv, vn, field, res.point_lps, rt[0])
+        corr = FieldCorrection(res.point_lps, res.margin_mm - local, rt[0])
+        w = bump(dist, rt[0]) * (1.0 - done_w)
+        field = field + corr.delta_mm * w
+        done_w = np.maximum(done_w, np.minimum(1.0, done_w + w))
+        corrections.append(corr)
+        if best is None or res.margin_mm < best.margin_mm:
+            best = res
+    if best is not None and (mesh_best is None or best.margin_mm <= mesh_best[0]):
+        mam, pt, band, sharp, source = (best.margin_mm, best.point_lps, best.band_mm,
+                                        best.sharpness_per_mm, "patch")
+    else:
+        if mesh_best is None:  # nothing tried: the field's own smooth minimum
+            k = int(np.argmin(field))
+            j, val = smooth_argmin(tv, vn, field, k, smooth_radius)
+            mesh_best = (min(val, float(field[k]) + 0.5), tv[j].copy())
+        mam, pt, band, sharp, source = mesh_best[0], mesh_best[1], 0.0, 0.0, "mesh"
+    raised = float(max(0.0, mam - float(field.min())))
+    field = np.maximum(field, mam)
+    return RefinedField(field, float(mam), np.asarray(pt, np.float64), float(band), float(sharp),
+                        source, corrections, len(corrections), tried, raised)

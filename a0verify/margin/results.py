@@ -70,6 +70,10 @@ class LesionMargin:
     #: margin direction), data_band_mm (local quadric band), sharpness_per_mm (curvature of the
     #: margin around its minimum, 1/mm), source ("patch" or "mesh").
     uncertainty_terms: dict[str, Any] = field(default_factory=dict)
+    #: How the per-vertex margins (``surface.margin_mm``; fractions, patches) were made: method,
+    #: regions_refined / regions_tried (refined minima carried into the field) and
+    #: raised_to_mam_max_mm (the most any vertex was raised to the MAM at the end).
+    surface_field: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the surface mesh is left out)."""

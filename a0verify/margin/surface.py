@@ -61,15 +61,13 @@ def deficit_patches(v: F64, f: I64, margin: F64, area: F64, normals: F64,
 
 
 def align_patches(patches: list[DeficitPatch], mam: float, mam_pt: F64) -> None:
-    """Make patch minima consistent with the refined MAM: none lies below it, and the patch
-    nearest to the MAM point carries it (per-vertex margins are voxel-level estimates)."""
+    """The patch nearest to the MAM point reports the MAM and its point exactly (the field's
+    smallest value there is the MAM to within its vertex sampling; the MAM point lies on the
+    refined surface patch, between vertices)."""
     if not patches:
         return
     d = [float(np.linalg.norm(np.asarray(p.min_margin_point_lps) - mam_pt)) for p in patches]
-    k = int(np.argmin(d))
-    for i, p in enumerate(patches):
-        if i == k and mam < p.min_margin_mm + 1.0:
-            p.min_margin_mm = float(mam)
-            p.min_margin_point_lps = [float(v) for v in mam_pt]
-        elif p.min_margin_mm < mam:
-            p.min_margin_mm = float(mam)
+    p = patches[int(np.argmin(d))]
+    if p.min_margin_mm - mam < 0.1:
+        p.min_margin_mm = float(mam)
+        p.min_margin_point_lps = [float(v) for v in mam_pt]
