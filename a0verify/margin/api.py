@@ -37,7 +37,7 @@ import SimpleITK as sitk
 
 from a0verify import geometry
 from a0verify.errors import InputError
-from a0verify.margin import core, field, levelset, refinement, surface, uncertainty
+from a0verify.margin import bordervoxel, core, field, levelset, refinement, surface, uncertainty
 from a0verify.margin.kernels import load_kernels
 from a0verify.margin.lesions import LesionInput, label_lesions, levelset_lesions
 from a0verify.margin.results import LesionMargin, MarginResult, SurfaceMesh
@@ -55,6 +55,7 @@ def compute_margin(
     tumor: TumorInput,
     ablation: sitk.Image,
     threshold_mm: float = 5.0,
+    second_threshold_mm: float | None = None,
 ) -> MarginResult:
     """Signed ablative margin of every tumour lesion with respect to the ablation zone.
 
@@ -65,21 +66,25 @@ def compute_margin(
         tumour, boundary at 0; any grid).
     ablation : ablation-zone mask; every nonzero voxel belongs to the zone. Any grid.
     threshold_mm : margin required for A0 (mm).
+    second_threshold_mm : a second, reading-aid threshold (mm; e.g. 10): each lesion then
+        reports the surface fraction below it. None: not reported.
 
     Returns a :class:`MarginResult` (margins in mm, points in LPS mm, volumes in ml). An empty
     tumour or ablation mask, or a tumour outside the ablation image, raises InputError.
     """
     if not threshold_mm >= 0:
         raise InputError(f"--threshold must be >= 0 mm, got {threshold_mm}")
+    if second_threshold_mm is not None and not second_threshold_mm >= 0:
+        raise InputError(f"--second-threshold must be >= 0 mm, got {second_threshold_mm}")
     load_s = load_kernels()
-    result = margin_of_lesions(tumor, ablation, float(threshold_mm))
+    result = margin_of_lesions(tumor, ablation, float(threshold_mm), second_threshold_mm)
     if load_s > 0:
         result.timings_s["margin_kernel_load"] = load_s
     return result
 
 
-def margin_of_lesions(tumor: TumorInput, ablation: sitk.Image, threshold_mm: float
-                      ) -> MarginResult:
+def margin_of_lesions(tumor: TumorInput, ablation: sitk.Image, threshold_mm: float,
+                      second_threshold_mm: float | None = None) -> MarginResult:
     """:func:`compute_margin` without its checks and kernel loading (same arguments)."""
     t0 = time.perf_counter()
     abl_arr = sitk.GetArrayViewFromImage(ablation)
@@ -94,7 +99,8 @@ def margin_of_lesions(tumor: TumorInput, ablation: sitk.Image, threshold_mm: flo
     lesions: list[LesionMargin] = []
     rois: list[RoiDistance] = []
     for les in inputs:
-        lm, roi = _one_lesion(les, ablation, abl_arr, abl_box, float(threshold_mm))
+        lm, roi = _one_lesion(les, ablation, abl_arr, abl_box, float(threshold_mm),
+                              second_threshold_mm)
         lesions.append(lm)
         rois.append(roi)
     t1 = time.perf_counter()
@@ -103,6 +109,8 @@ def margin_of_lesions(tumor: TumorInput, ablation: sitk.Image, threshold_mm: flo
     timings["margin_map"] = t2 - t1
     timings["margin"] = t2 - t0
     return MarginResult(threshold_mm=float(threshold_mm), lesions=lesions,
+                        second_threshold_mm=(None if second_threshold_mm is None
+                                             else float(second_threshold_mm)),
                         margin_map=margin_map, timings_s=timings)
 
 
@@ -143,8 +151,8 @@ def _reach_mm(level: levelset.LevelSet, pts: F64) -> F64:
 
 
 def _one_lesion(les: LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any],
-                abl_box: geometry.IndexBox, threshold: float
-                ) -> tuple[LesionMargin, RoiDistance]:
+                abl_box: geometry.IndexBox, threshold: float,
+                second_threshold: float | None = None) -> tuple[LesionMargin, RoiDistance]:
     # --- tumour surface
     if les.mask is not None:
         tlev = levelset.mask_level(les.mask, les.grid, les.lo_zyx)
@@ -199,6 +207,10 @@ def _one_lesion(les: LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any
                                  "minima carried in",
                        "regions_refined": rf.regions_refined, "regions_tried": rf.regions_tried,
                        "raised_to_mam_max_mm": rf.raised_max_mm},
+        surface_fraction_below_second_threshold=(
+            None if second_threshold is None
+            else surface.fraction_below(tf, area, margin, second_threshold)),
+        border_voxel_min_margin_mm=bordervoxel.border_voxel_mam(les, zl),
     )
     return lm, (roi, levelset.native_distance(zl))
 

@@ -74,6 +74,10 @@ class LesionMargin:
     #: regions_refined / regions_tried (refined minima carried into the field) and
     #: raised_to_mam_max_mm (the most any vertex was raised to the MAM at the end).
     surface_field: dict[str, Any] = field(default_factory=dict)
+    #: Area fraction of the surface with margin below the second threshold (None: not asked).
+    surface_fraction_below_second_threshold: float | None = None
+    #: The MAM as border-voxel tools report it (:mod:`a0verify.margin.bordervoxel`), mm.
+    border_voxel_min_margin_mm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the surface mesh is left out)."""
@@ -89,6 +93,8 @@ class MarginResult:
 
     threshold_mm: float
     lesions: list[LesionMargin]
+    #: Second (reading-aid) threshold in mm, e.g. 10 mm; None when not asked.
+    second_threshold_mm: float | None = None
     margin_map: sitk.Image | None = field(default=None, repr=False)
     timings_s: dict[str, float] = field(default_factory=dict)
 

@@ -33,6 +33,13 @@ def surface_fractions(tf: I64, area: F64, margin: F64, threshold: float) -> dict
             "at_or_above_threshold": max(0.0, 1.0 - below0 - below_t)}
 
 
+def fraction_below(tf: I64, area: F64, margin: F64, level: float) -> float:
+    """Area fraction of the surface with margin < ``level`` (face margin = mean of its
+    vertices), e.g. below a second, reading-aid threshold."""
+    fm = margin[tf].mean(axis=1)
+    return float(area[fm < level].sum()) / float(area.sum())
+
+
 def deficit_patches(v: F64, f: I64, margin: F64, area: F64, normals: F64,
                     threshold: float) -> list[DeficitPatch]:
     """Connected surface regions with face margin below ``threshold``, largest first."""
