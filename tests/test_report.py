@@ -196,8 +196,12 @@ def test_html_is_self_contained(which: str, request: pytest.FixtureRequest) -> N
     p = _parse(c["dir"] / "report.html")
     assert p.refs and all(r.startswith("data:image/png;base64,") for r in p.refs), \
         [r[:40] for r in p.refs if not r.startswith("data:")]
-    assert not {"script", "link", "iframe", "object", "embed", "base"} & set(p.tags)
+    assert not {"link", "iframe", "object", "embed", "base"} & set(p.tags)
+    # scripts only inline (the data, the vendored three.js bundle, the viewer): nothing loaded
+    assert p.tags.count("script") == 3 and "<script src" not in html
+    assert '<script type="application/json" id="a0v-data">' in html
     assert "@import" not in html and not re.search(r"url\(", html)
+    assert not re.search(r"(fetch|XMLHttpRequest|importScripts|WebSocket)\(", html)
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//|file:)", html, re.I)
     n_img = p.tags.count("img")
     assert n_img == (5 if which == "case" else 4)  # views, 2 x 3-D, histogram (+ registration)
@@ -217,8 +221,16 @@ def test_html_content_and_escaping(case: dict[str, Any]) -> None:
                 "Registration", "Provenance", "similarity_roi.after.ncc"):
         assert key in text, key
     assert "left" in text  # the deficit faces the patient's left (+x LPS)
-    assert EVIL not in html and "<script>" not in html
+    assert EVIL not in html and "<script>alert(" not in html
     assert "&lt;script&gt;alert(" in html
+    # registration in plain words (the metric names stay in the collapsed table)
+    assert "How well the two scans match around the ablation zone" in text
+    assert "0.61 before, 0.93 after registration" in text
+    # method tag with the border-voxel value published tools would report
+    les = r["lesions"][0]
+    assert "continuous sub-voxel margin" in text
+    assert f"would report {les['border_voxel_min_margin_mm']:.1f} mm" in text
+    assert les["border_voxel_min_margin_mm"] < les["min_margin_mm"]
 
 
 def test_no_post_report_says_so(case_no_post: dict[str, Any]) -> None:
@@ -476,6 +488,93 @@ def test_chromium_screenshot(case: dict[str, Any], tmp_path: Path) -> None:
                          capture_output=True, timeout=120, text=True).stdout
     text = re.sub(r"<[^>]+>", " ", dom)
     assert "Verdict:" in text and f"{case['report']['min_margin_mm']:.1f} mm" in text
+
+
+#: Chromium flags for WebGL without a GPU (SwiftShader, software).
+BROWSER_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader"]
+
+
+def _png_of(page: Any, selector: str) -> np.ndarray:
+    return _png_array(page.locator(selector).screenshot())[..., :3]
+
+
+def test_interactive_views_in_chromium(case: dict[str, Any], tmp_path: Path) -> None:
+    """The page in a real browser (headless Chromium through Playwright), offline: the 3-D view
+    and the three slice panels draw (not blank), hovering the tumour reads its margin, a click
+    pins a point and moves the slices there, dragging rotates, the wheel scrolls slices; no
+    console error and no request leaves the page."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright (dev extra)")
+    exe = _chromium()
+    html = case["dir"] / "report.html"
+    mam = float(case["report"]["min_margin_mm"])
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url)
+                    if not r.url.startswith(("file:", "data:", "blob:")) else None)
+            page.goto(html.as_uri())
+            page.wait_for_selector("body[data-a0v-ready='1']", timeout=60_000)
+            ready_ms = page.evaluate("performance.now()")
+            # the 3-D view shows the margin colours and the translucent zone
+            v3 = _png_of(page, "#a0v-3d canvas")
+            assert v3.std() > 0.05
+            r, g, b = v3[..., 0], v3[..., 1], v3[..., 2]
+            assert np.mean((r > g + 0.1) & (r > b + 0.1)) > 0.005  # thin (red) margin, marker
+            assert np.mean((g > r + 0.03) & (g > b + 0.03)) > 0.05  # ablation zone
+            # hover the middle of the view (the tumour faces the camera at its thinnest side)
+            box = page.locator("#a0v-3d canvas").bounding_box()
+            assert box is not None
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx, cy)
+            page.wait_for_function("document.getElementById('a0v-3d-tip').style.display"
+                                   " === 'block'", timeout=10_000)
+            tip = page.locator("#a0v-3d-tip").inner_text()
+            hovered = float(tip.split()[0])
+            assert mam - 0.15 <= hovered <= mam + 3.0, (tip, mam)
+            # click: pins the point, reports it and moves the slices there
+            axial_before = page.locator("#a0v-slice-axial input").input_value()
+            page.mouse.click(cx + 5, cy + 5)
+            info = page.locator("#a0v-3d-info").inner_text()
+            assert info.startswith("Picked: margin") and "LPS (" in info
+            picked = float(page.locator("#a0v-3d").get_attribute("data-picked") or "nan")
+            assert mam - 0.15 <= picked <= mam + 3.0
+            # dragging rotates the view
+            page.mouse.move(cx, cy)
+            page.mouse.down()
+            page.mouse.move(cx + 160, cy + 40, steps=8)
+            page.mouse.up()
+            assert np.abs(_png_of(page, "#a0v-3d canvas") - v3).mean() > 0.01
+            assert "seen from" in page.locator("#a0v-3d-dir").inner_text()
+            # the slice panels: not blank, the wheel moves the axial slice, a click on the
+            # coronal panel moves the axial plane
+            for plane in ("axial", "coronal", "sagittal"):
+                im = _png_of(page, f"#a0v-slice-{plane} canvas")
+                assert im.std() > 0.05, plane
+                assert np.mean((im[..., 1] > im[..., 0] + 0.1)) > 0.002, plane  # zone outline
+            page.locator("#a0v-slice-axial canvas").hover()
+            before = page.locator("#a0v-slice-axial input").input_value()
+            page.mouse.wheel(0, 120)
+            page.wait_for_function(f"document.querySelector('#a0v-slice-axial input').value"
+                                   f" !== '{before}'", timeout=5_000)
+            assert "LPS (" in page.locator("#a0v-slice-hover").inner_text()
+            cor = page.locator("#a0v-slice-coronal canvas").bounding_box()
+            assert cor is not None
+            ax0 = page.locator("#a0v-slice-axial input").input_value()
+            page.mouse.click(cor["x"] + cor["width"] / 2, cor["y"] + 0.2 * cor["height"])
+            assert page.locator("#a0v-slice-axial input").input_value() != ax0
+            assert axial_before is not None
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=False)
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert not requests, requests
+    assert ready_ms < 30_000  # generous (shared CI machine); bench_report measures it
 
 
 @pytest.mark.slow

@@ -1,0 +1,104 @@
+"""Plain words for the report page: the registration in sentences a radiologist reads without
+knowing the metric names (the raw metrics stay in a collapsed table), and the method tag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: What the margin is and how it compares with published tools (shown with every MAM).
+METHOD_NAME = "continuous sub-voxel margin"
+METHOD_TEXT = ("distance between the continuous tumour and ablation-zone surfaces reconstructed "
+               "from the masks (boundaries between voxel centres, sub-voxel surface points), "
+               "positive inside the zone")
+BORDER_VOXEL_TEXT = ("border-voxel methods (distance between the centres of the masks' border "
+                     "voxels, used by most published tools) would report")
+
+_METHODS = {
+    "none": "none: the scans were taken to share one physical space",
+    "rigid": "rigid alignment (rotation and shift) of the pre-ablation scan onto the "
+             "post-ablation scan, focused on the region around the ablation zone",
+    "deformable": "rigid alignment followed by a smooth local (deformable) correction, focused "
+                  "on the region around the ablation zone (the tumour and the zone are kept out "
+                  "of the similarity measure)",
+}
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def registration_sentences(reg: dict[str, Any]) -> list[str]:
+    """Sentences describing a registration record (report.json ``registration``); only what the
+    record holds is said (any metric may be missing)."""
+    m = reg.get("metrics", {}) or {}
+    out = [f"Method: {_METHODS.get(str(reg.get('method')), str(reg.get('method')))}."]
+    sim = _get(m, "similarity_roi")
+    if isinstance(sim, dict):
+        parts = []
+        for key, label in (("before", "before"), ("after_rigid", "after the rigid step"),
+                           ("after", "after registration")):
+            v = _num(_get(sim, key, "ncc"))
+            if v is not None:
+                parts.append(f"{v:.2f} {label}")
+        if parts:
+            out.append("How well the two scans match around the ablation zone (correlation of "
+                       "CT intensities; 1 = identical, above about 0.7 is good): "
+                       + ", ".join(parts) + ".")
+    disp = _get(m, "displacement_mm")
+    if isinstance(disp, dict) and _num(disp.get("p50")) is not None:
+        s = f"The pre-ablation scan was moved by {float(disp['p50']):.1f} mm (median)"
+        if _num(disp.get("max")) is not None:
+            s += f", at most {float(disp['max']):.1f} mm"
+        out.append(s + " to line up with the post-ablation scan.")
+    ddisp = _get(m, "deformable_displacement_mm")
+    if isinstance(ddisp, dict) and _num(ddisp.get("p50")) is not None:
+        s = f"The local correction moved tissue by a further {float(ddisp['p50']):.1f} mm (median)"
+        if _num(ddisp.get("max")) is not None:
+            s += f", at most {float(ddisp['max']):.1f} mm"
+        out.append(s + ".")
+    jr, jz = _get(m, "jacobian_roi"), _get(m, "jacobian_zone")
+    fold = _num(m.get("jacobian_folding_fraction"))
+    if isinstance(jr, dict) and _num(jr.get("min")) is not None and _num(jr.get("max")) is not None:
+        s = (f"Local volume change of the tissue: {100 * (float(jr['min']) - 1):+.0f} % to "
+             f"{100 * (float(jr['max']) - 1):+.0f} % around the zone")
+        if isinstance(jz, dict) and _num(jz.get("min")) is not None:
+            zmax = _num(jz.get("max"))
+            s += (f", {100 * (float(jz['min']) - 1):+.0f} % to "
+                  f"{100 * ((zmax if zmax is not None else float(jz['min'])) - 1):+.0f} % "
+                  "inside the zone")
+        if fold is not None:
+            s += ("; no folding (physically plausible)" if fold == 0 else
+                  f"; FOLDING in {100 * fold:.2f} % of the region (implausible: check the "
+                  "images)")
+        out.append(s + ".")
+    rd = m.get("restart_disagreement_mm")
+    if isinstance(rd, list) and rd and _num(_get(rd[0], "p95")) is not None:
+        out.append("A second registration from another start agrees within "
+                   f"{float(rd[0]['p95']):.1f} mm (95 % of points).")
+    att = m.get("attempts")
+    if isinstance(att, list) and len(att) > 1:
+        out.append(f"It succeeded after {len(att)} attempts with different settings.")
+    u = _num(reg.get("uncertainty_mm"))
+    if u is not None:
+        out.append(f"Estimated registration uncertainty ± {u:.1f} mm (95 %); it is included in "
+                   "the margin's uncertainty.")
+    return out
+
+
+def method_tag(report: dict[str, Any]) -> dict[str, Any]:
+    """Method tag of the headline number: name, description, and the worst lesion's
+    border-voxel MAM (None when the report does not hold it)."""
+    lid = report.get("min_margin_lesion_id")
+    les: dict[str, Any] = next(
+        (d for d in report.get("lesions", []) if d.get("id") == lid), {})
+    bv = _num(les.get("border_voxel_min_margin_mm"))
+    return {"name": METHOD_NAME, "text": METHOD_TEXT, "border_voxel_mm": bv,
+            "border_voxel_text": BORDER_VOXEL_TEXT}
