@@ -32,7 +32,7 @@ from a0verify.io import (
 from a0verify.io.masks import check_overlap
 from a0verify.margin import MarginResult, compute_margin, start_loading_kernels
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 Seed = tuple[float, float, float]
 
 
@@ -120,6 +120,8 @@ def build_report(
         "command": command,
         "verdict": case_verdict,
         "threshold_mm": margin.threshold_mm,
+        "second_threshold_mm": margin.second_threshold_mm,
+        "margin_method": margin.method_record(),
         "min_margin_mm": worst["min_margin_mm"],
         "min_margin_lesion_id": worst["id"],
         "min_margin_point_lps": worst["min_margin_point_lps"],
@@ -185,7 +187,8 @@ def carry_tumor(tumor: sitk.Image, reference: sitk.Image,
 
 
 def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
-                *, threshold_mm: float = 5.0, transform_path: str | Path | None = None,
+                *, threshold_mm: float = 5.0, second_threshold_mm: float | None = 10.0,
+                transform_path: str | Path | None = None,
                 registration_json: str | Path | None = None,
                 post_path: str | Path | None = None) -> CaseResult:
     """``a0verify margin``: the margin of a tumour and an ablation zone in one physical space.
@@ -204,6 +207,7 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
     loader = start_loading_kernels()
     try:
         return _margin_case(tumor_path, ablation_path, out_dir, threshold_mm=threshold_mm,
+                            second_threshold_mm=second_threshold_mm,
                             transform_path=transform_path, registration_json=registration_json,
                             post_path=post_path, render_worker=render_worker)
     finally:
@@ -212,7 +216,8 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
 
 
 def _margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
-                 *, threshold_mm: float, transform_path: str | Path | None,
+                 *, threshold_mm: float, second_threshold_mm: float | None,
+                 transform_path: str | Path | None,
                  registration_json: str | Path | None, post_path: str | Path | None,
                  render_worker: Any) -> CaseResult:
     _check_threshold(threshold_mm)
@@ -232,7 +237,7 @@ def _margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str
     if reg_record:
         warnings += [str(w) for w in reg_record.get("warnings", [])]
     tumor_in, tumor_post = carry_tumor(tumor, ablation, transform)
-    margin = compute_margin(tumor_in, ablation, threshold_mm)
+    margin = compute_margin(tumor_in, ablation, threshold_mm, second_threshold_mm)
     timings.update(margin.timings_s)
     reg_unc = float(reg_record.get("uncertainty_mm", 0.0)) if reg_record else 0.0
     report = build_report(
@@ -241,7 +246,8 @@ def _margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str
                 "transform": str(transform_path) if transform_path else None,
                 "registration_json": str(registration_json) if registration_json else None,
                 "post": str(post_path) if post_path else None},
-        parameters={"threshold_mm": threshold_mm}, timings_s=timings,
+        parameters={"threshold_mm": threshold_mm, "second_threshold_mm": second_threshold_mm},
+        timings_s=timings,
         warnings=warnings, registration=reg_record, registration_uncertainty_mm=reg_unc,
     )
     return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post,
@@ -287,6 +293,7 @@ def run_case(
     tumor_seeds: Sequence[Seed] = (),
     liver_path: str | Path | None = None,
     threshold_mm: float = 5.0,
+    second_threshold_mm: float | None = 10.0,
     registration_method: str = "deformable",
     threads: int | None = None,
     pre_series: str | None = None,
@@ -367,7 +374,7 @@ def run_case(
     t0 = time.perf_counter()
     tumor_in, tumor_post = carry_tumor(tumor, post, reg.transform)
     timings["transfer"] = time.perf_counter() - t0
-    margin = compute_margin(tumor_in, ablation, threshold_mm)
+    margin = compute_margin(tumor_in, ablation, threshold_mm, second_threshold_mm)
     timings.update(margin.timings_s)
     registration = reg.to_dict()
     registration["timings_s"] = reg.timings_s
@@ -377,7 +384,8 @@ def run_case(
                 "tumor": str(tumor_path) if tumor_path else None,
                 "ablation": str(ablation_path) if ablation_path else None,
                 "liver": str(liver_path) if liver_path else None},
-        parameters={"threshold_mm": threshold_mm, "registration": registration_method,
+        parameters={"threshold_mm": threshold_mm, "second_threshold_mm": second_threshold_mm,
+                    "registration": registration_method,
                     "ablation_seeds_lps": [list(s) for s in ablation_seeds],
                     "tumor_seeds_lps": [list(s) for s in tumor_seeds],
                     "pre_series": pre_series, "post_series": post_series,

@@ -76,7 +76,7 @@ def _make_case(out: Path, *, with_post: bool) -> tuple[dict[str, Any], Any]:
     from a0verify.report import write_case_outputs
 
     tum, zone, ct = _masks()
-    margin = compute_margin(tum, zone, THR)
+    margin = compute_margin(tum, zone, THR, second_threshold_mm=10.0 if with_post else None)
     reg = _Reg(ct) if with_post else None
     report = build_report(
         margin, command="run" if with_post else "margin",
@@ -417,6 +417,37 @@ def test_report_command_rerenders(case_no_post: dict[str, Any]) -> None:
     assert "Verdict:" in " ".join(p.text)
 
 
+def test_report_command_second_threshold(case: dict[str, Any], tmp_path: Path) -> None:
+    """`a0verify report DIR --second-threshold MM` recomputes the share below it from the stored
+    surface mesh (the same field as everything else), and `run`/`margin` offer the option."""
+    from a0verify.cli import main
+    from a0verify.report import validate_report
+
+    d = tmp_path / "c"
+    shutil.copytree(case["dir"], d)
+    first = json.loads((d / "report.json").read_text())
+    assert first["second_threshold_mm"] == 10.0
+    f10 = first["lesions"][0]["surface_fraction_below_second_threshold"]
+    m = case["margin"].lesions[0].surface.margin_mm
+    assert 0.0 < f10 < 1.0 and float(m.min()) < 10.0 < float(m.max())
+    res = CliRunner().invoke(main, ["report", str(d), "--second-threshold", "6", "-q"])
+    assert res.exit_code == 0, res.output
+    back = json.loads((d / "report.json").read_text())
+    validate_report(back)
+    f6 = back["lesions"][0]["surface_fraction_below_second_threshold"]
+    sf = back["lesions"][0]["surface_fraction"]
+    assert back["second_threshold_mm"] == 6.0 and f6 < f10
+    assert sf["below_zero"] + sf["below_threshold"] <= f6 + 1e-9
+    assert back["provenance"]["parameters"]["second_threshold_mm"] == 6.0
+    text = " ".join(_parse(d / "report.html").text)
+    assert "below the second threshold of 6 mm" in text
+    for cmd in ("run", "margin"):
+        out = CliRunner().invoke(main, [cmd, "--help"]).output
+        assert "--second-threshold" in out and "10" in out
+    bad = CliRunner().invoke(main, ["report", str(d), "--second-threshold", "-1"])
+    assert bad.exit_code == 2
+
+
 def test_report_command_bad_input(tmp_path: Path, case: dict[str, Any]) -> None:
     from a0verify.cli import main
 
@@ -556,7 +587,7 @@ def test_interactive_views_in_chromium(case: dict[str, Any], tmp_path: Path) -> 
             for plane in ("axial", "coronal", "sagittal"):
                 im = _png_of(page, f"#a0v-slice-{plane} canvas")
                 assert im.std() > 0.05, plane
-                assert np.mean((im[..., 1] > im[..., 0] + 0.1)) > 0.002, plane  # zone outline
+                assert np.mean(im[..., 1] > im[..., 0] + 0.1) > 0.002, plane  # zone outline
             page.locator("#a0v-slice-axial canvas").hover()
             before = page.locator("#a0v-slice-axial input").input_value()
             page.mouse.wheel(0, 120)

@@ -31,3 +31,13 @@ SEED = SeedType()
 threads_option = click.option(
     "--threads", type=click.IntRange(1, 256), default=None,
     help="Bound elastix, SimpleITK and Numba threads (default: all cores).")
+
+#: Default second (reading-aid) threshold in mm.
+SECOND_THRESHOLD_MM = 10.0
+
+second_threshold_option = click.option(
+    "--second-threshold", "second_threshold_mm", type=click.FloatRange(0.0, 50.0),
+    default=SECOND_THRESHOLD_MM, show_default=True,
+    help="Second, reading-aid threshold in mm: the report gives the share of the tumour "
+         "surface with a margin below it (margins of 5-10 mm still carry several times the "
+         "recurrence risk of margins over 10 mm). It does not change the verdict.")

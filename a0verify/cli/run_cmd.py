@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from a0verify.cli.options import SEED, threads_option
+from a0verify.cli.options import SEED, second_threshold_option, threads_option
 from a0verify.errors import EXIT_NOT_A0
 
 _fail_option = click.option(
@@ -54,6 +54,7 @@ def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output directory (an earlier result in it is replaced as a whole).")
 @_threshold_option
+@second_threshold_option
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
 @threads_option
@@ -61,7 +62,7 @@ def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
 @_quiet_option
 def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: str | None,
         ablation_seeds: tuple, liver: str | None, pre_series: str | None,
-        post_series: str | None, out: str, threshold_mm: float,
+        post_series: str | None, out: str, threshold_mm: float, second_threshold_mm: float,
         registration: str, threads: int | None, fail_unless_a0: bool, quiet: bool) -> None:
     """Register PRE onto POST, carry the tumour over, compute the margin, verdict and report."""
     from a0verify.pipeline import run_case
@@ -69,7 +70,8 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
     res = run_case(pre, post, out, tumor_path=tumor, ablation_path=ablation,
                    ablation_seeds=list(ablation_seeds), tumor_seeds=list(tumor_seeds),
                    liver_path=liver, threshold_mm=threshold_mm,
-                   registration_method=registration, threads=threads,
+                   second_threshold_mm=second_threshold_mm, registration_method=registration,
+                   threads=threads,
                    pre_series=pre_series, post_series=post_series)
     _summarise(res, quiet, fail_unless_a0)
 
@@ -86,16 +88,18 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
               help="Registration record from `a0verify register` (QA, uncertainty).")
 @click.option("--post", "post", metavar="IMG", help="Post CT, only as the figures' background.")
 @_threshold_option
+@second_threshold_option
 @_fail_option
 @_quiet_option
 def margin(tumor: str, ablation: str, out: str, transform: str | None,
            registration_json: str | None, post: str | None, threshold_mm: float,
-           fail_unless_a0: bool, quiet: bool) -> None:
+           second_threshold_mm: float, fail_unless_a0: bool, quiet: bool) -> None:
     """Margin of a tumour and an ablation zone: masks aligned in physical space (any grids), or
     a pre-grid tumour carried over with --transform."""
     from a0verify.pipeline import margin_case
 
-    res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm, transform_path=transform,
+    res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm,
+                      second_threshold_mm=second_threshold_mm, transform_path=transform,
                       registration_json=registration_json, post_path=post)
     _summarise(res, quiet, fail_unless_a0)
 

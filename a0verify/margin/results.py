@@ -18,6 +18,17 @@ from a0verify.margin import core
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
+#: The margin's method tag (recorded with every result: published tools differ by ~2 mm).
+METHOD_NAME = "continuous sub-voxel margin"
+METHOD_DESCRIPTION = (
+    "distance between the continuous tumour and ablation-zone surfaces reconstructed from the "
+    "masks (boundaries between voxel centres, sub-voxel surface points), positive inside the "
+    "zone; minimum refined by local quadric fits of both masks' voxels")
+BORDER_VOXEL_DESCRIPTION = (
+    "distance between the centres of the masks' border voxels (tumour border voxel to the "
+    "nearest ablation-zone border voxel, negative outside the zone), as most published tools "
+    "measure it")
+
 
 @dataclass
 class SurfaceMesh:
@@ -102,3 +113,11 @@ class MarginResult:
     def min_margin_mm(self) -> float:
         """MAM over all lesions (mm)."""
         return min(les.min_margin_mm for les in self.lesions)
+
+    def method_record(self) -> dict[str, Any]:
+        """The method tag for report.json: name, description, and the border-voxel MAM of the
+        worst lesion (what border-voxel tools would report, for comparison)."""
+        worst = min(self.lesions, key=lambda les: les.min_margin_mm)
+        return {"name": METHOD_NAME, "description": METHOD_DESCRIPTION,
+                "border_voxel_description": BORDER_VOXEL_DESCRIPTION,
+                "border_voxel_min_margin_mm": worst.border_voxel_min_margin_mm}

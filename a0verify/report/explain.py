@@ -5,13 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: What the margin is and how it compares with published tools (shown with every MAM).
-METHOD_NAME = "continuous sub-voxel margin"
-METHOD_TEXT = ("distance between the continuous tumour and ablation-zone surfaces reconstructed "
-               "from the masks (boundaries between voxel centres, sub-voxel surface points), "
-               "positive inside the zone")
-BORDER_VOXEL_TEXT = ("border-voxel methods (distance between the centres of the masks' border "
-                     "voxels, used by most published tools) would report")
+from a0verify.margin.results import BORDER_VOXEL_DESCRIPTION, METHOD_DESCRIPTION, METHOD_NAME
 
 _METHODS = {
     "none": "none: the scans were taken to share one physical space",
@@ -94,11 +88,18 @@ def registration_sentences(reg: dict[str, Any]) -> list[str]:
 
 
 def method_tag(report: dict[str, Any]) -> dict[str, Any]:
-    """Method tag of the headline number: name, description, and the worst lesion's
-    border-voxel MAM (None when the report does not hold it)."""
-    lid = report.get("min_margin_lesion_id")
-    les: dict[str, Any] = next(
-        (d for d in report.get("lesions", []) if d.get("id") == lid), {})
-    bv = _num(les.get("border_voxel_min_margin_mm"))
-    return {"name": METHOD_NAME, "text": METHOD_TEXT, "border_voxel_mm": bv,
-            "border_voxel_text": BORDER_VOXEL_TEXT}
+    """Method tag of the headline number (report.json ``margin_method``; reports written before
+    it existed get the current method's words and the worst lesion's border-voxel MAM when they
+    hold it): name, text, border_voxel_mm (or None), border_voxel_text."""
+    rec = report.get("margin_method") or {}
+    bv = _num(rec.get("border_voxel_min_margin_mm"))
+    if bv is None:
+        lid = report.get("min_margin_lesion_id")
+        les: dict[str, Any] = next(
+            (d for d in report.get("lesions", []) if d.get("id") == lid), {})
+        bv = _num(les.get("border_voxel_min_margin_mm"))
+    return {"name": rec.get("name", METHOD_NAME), "text": rec.get("description",
+                                                                  METHOD_DESCRIPTION),
+            "border_voxel_mm": bv,
+            "border_voxel_text": "border-voxel methods ("
+            + rec.get("border_voxel_description", BORDER_VOXEL_DESCRIPTION) + ") would report"}
