@@ -119,28 +119,35 @@ def _zone_around(tv: F64, ablation: sitk.Image, abl_arr: npt.NDArray[Any],
                  ) -> tuple[levelset.LevelSet, geometry.IndexBox]:
     """The zone's level set on an ROI of the ablation grid that holds, for every tumour vertex,
     its nearest zone-boundary point: first the tumour box + ``pad``; the whole zone when that
-    holds no boundary; then grown to the vertices' box + their largest lattice distance (an upper
-    bound of the true one) when it reaches farther."""
+    holds no boundary (or does not hold the tumour); then grown to the vertices' box + their
+    largest distance to the zone in the ROI (a native-grid EDT; an upper bound of the true
+    distance) when that reaches farther. The refined level set is built once, on the final ROI."""
     roi = geometry.roi_box_around_lps(ablation, tv, pad)
     if roi.empty:
         raise InputError(
             f"tumour lesion {lesion_id} lies outside the ablation mask's field of view"
         )
-    zl = levelset.zone_level(abl_arr, ablation, roi)
-    if not zl.has_surface() or not zl.covers(tv):
+    sp = geometry.spacing_zyx(ablation)
+
+    def state(box: geometry.IndexBox) -> tuple[npt.NDArray[np.bool_], F64, bool]:
+        sub = np.ascontiguousarray(np.asarray(abl_arr[box.slices]) != 0)
+        idx = geometry.lps_to_zyx_index(ablation, tv) - np.asarray(box.lo_zyx, np.float64)
+        inside = bool(np.all((idx >= 0) & (idx <= np.asarray(box.shape) - 1)))
+        return sub, idx, inside
+
+    sub, idx, inside = state(roi)
+    if not (sub.any() and not sub.all()) or not inside:
         # no zone boundary near the tumour: widen the ROI to the whole zone (+ the tumour)
         roi = geometry.union_box(geometry.union_box(roi, abl_box),
                                  geometry.roi_box_around_lps(ablation, tv, 2.0))
         roi = geometry.pad_box(roi, 2, abl_arr.shape)
-        zl = levelset.zone_level(abl_arr, ablation, roi)
-    d0 = np.abs(zl.sample_distance(tv, np.inf))
-    if np.isfinite(d0).any():
-        reach = float(d0[np.isfinite(d0)].max()) + 2.0 * float(max(ablation.GetSpacing()))
-        want = geometry.roi_box_around_lps(ablation, tv, reach)
-        if not roi.contains(want):
-            zl = levelset.zone_level(abl_arr, ablation, geometry.union_box(roi, want))
-            roi = geometry.union_box(roi, want)
-    return zl, roi
+        sub, idx, inside = state(roi)
+    if sub.any() and not sub.all():
+        d0 = np.abs(core.trilinear(core.signed_distance(sub, sp), idx, np.inf))
+        if np.isfinite(d0).any():
+            reach = float(d0[np.isfinite(d0)].max()) + 2.0 * float(max(ablation.GetSpacing()))
+            roi = geometry.union_box(roi, geometry.roi_box_around_lps(ablation, tv, reach))
+    return levelset.zone_level(abl_arr, ablation, roi), roi
 
 
 def _reach_mm(level: levelset.LevelSet, pts: F64) -> F64:
