@@ -166,12 +166,14 @@ def _render_views(surfaces: Sequence[Surface], zv: F64, zf: npt.NDArray[Any],
     # one plotter (one GL context, shaders compiled once) shows both views in turn
     pl = pv.Plotter(off_screen=True, window_size=list(window_size))
     pl.set_background("white")
+    # a headlight besides the light kit: the side turned from the kit's lights keeps its colour
+    pl.add_light(pv.Light(light_type="headlight", intensity=0.45))
     for s in surfaces:
         mesh = _polydata(pv, s.vertices_lps, s.faces)
         mesh.point_data["margin (mm)"] = s.margin_mm
         # a little ambient light: the side turned from the lights keeps its colour
         pl.add_mesh(mesh, scalars="margin (mm)", cmap=cmap, clim=(scale.vmin, scale.vmax),
-                    smooth_shading=True, ambient=0.3, diffuse=0.75, specular=0.1,
+                    smooth_shading=True, ambient=0.25, diffuse=0.75, specular=0.1,
                     show_scalar_bar=s is surfaces[0],
                     scalar_bar_args={"title": "margin (mm)", "color": "black",
                                      "vertical": True, "position_x": 0.86,

@@ -9,6 +9,8 @@
   'use strict';
   const dataEl = document.getElementById('a0v-data');
   if (!dataEl) return;
+  const mark = (name) => { try { performance.mark('a0v-' + name); } catch (e) { /* old browsers */ } };
+  mark('start');
   const D = JSON.parse(dataEl.textContent);
   const T = window.A0THREE;
   const $ = (id) => document.getElementById(id);
@@ -429,6 +431,7 @@
         margin: await unpack(m.margin, Float32Array) });
     }
     const zone = D.zone ? { vertices: await unpack(D.zone.vertices, Float32Array), faces: await unpack(D.zone.faces, Uint32Array) } : null;
+    mark('decoded');
     legend($('a0v-legend'));
     let slices = null;
     if (D.volume) {
@@ -437,10 +440,13 @@
       slices = Slices(vol, ct, await unpack(vol.labels, Uint8Array), meshes);
       $('a0v-slices-thinnest').addEventListener('click', () => slices.thinnest());
     }
+    mark('slices');
     if (!T) throw new Error('three.js bundle missing');
     const view = View3D(meshes, zone);
     if (slices) view.onpick = (q) => slices.setPoint(q);
+    mark('3d');
     window.a0v = { view, slices, data: D };
+    mark('ready');
     document.body.dataset.a0vReady = '1';
   }
   main().catch((err) => {
