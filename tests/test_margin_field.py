@@ -172,3 +172,23 @@ def test_border_voxel_mam_matches_brute_force_and_under_reads() -> None:
     assert below2 is not None
     assert sf["below_zero"] + sf["below_threshold"] <= below2 <= 1.0
     assert below2 > 0.05  # the thin side (5 mm) is well below 10 mm
+
+
+def test_zone_filling_the_image_gives_a_lower_bound() -> None:
+    """A zone mask without any boundary in the image (every voxel ablated): the margin is only
+    known to reach the image's edge; it is reported as a lower bound, and the field still
+    agrees with the MAM."""
+    grid = geometry.make_grid((50, 50, 16), (0.8, 0.8, 2.5), None, (0.0, 0.0, 0.0))
+    pts = geometry.voxel_centers_lps(grid)
+    tum = (np.linalg.norm(pts, axis=-1) <= 6.0).astype(np.uint8)
+    zone = np.ones(tum.shape, np.uint8)
+    (les,) = compute_margin(geometry.array_to_image(tum, grid),
+                            geometry.array_to_image(zone, grid), THR).lesions
+    assert les.margin_is_lower_bound
+    s = les.surface
+    assert s is not None
+    # half-extent 20 mm in x/y, 20 mm in z: about 20 - 6 = 14 mm to the edge
+    assert 10.0 <= les.min_margin_mm <= 20.0
+    assert abs(float(s.margin_mm.min()) - les.min_margin_mm) <= 0.1
+    assert np.all(np.isfinite(s.margin_mm))
+    assert les.surface_fraction["at_or_above_threshold"] == pytest.approx(1.0)

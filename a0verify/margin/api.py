@@ -150,13 +150,6 @@ def _zone_around(tv: F64, ablation: sitk.Image, abl_arr: npt.NDArray[Any],
     return levelset.zone_level(abl_arr, ablation, roi), roi
 
 
-def _reach_mm(level: levelset.LevelSet, pts: F64) -> F64:
-    """Distance (mm) from LPS points to the faces of the level set's lattice (along its axes)."""
-    f = level.lattice.lps_to_index(pts)
-    hi = np.asarray(level.values.shape, np.float64) - 1.0
-    return np.min(np.minimum(f, hi - f) * level.spacing, axis=1)
-
-
 def _one_lesion(les: LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any],
                 abl_box: geometry.IndexBox, threshold: float,
                 second_threshold: float | None = None) -> tuple[LesionMargin, RoiDistance]:
@@ -173,9 +166,9 @@ def _one_lesion(les: LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any
     pad = threshold + SAFETY_MM + 2.0 * float(max(ablation.GetSpacing()))
     zl, roi = _zone_around(tv, ablation, abl_arr, abl_box, pad, les.id)
     raw = field.surface_distance(zl, tv)
-    lower_bound = bool(np.any(np.isinf(raw) & (raw > 0)))
-    if lower_bound:  # the whole ROI lies inside the zone: the margin is at least its reach
-        raw = np.where(np.isinf(raw), _reach_mm(zl, tv), raw)
+    # the zone fills the whole region up to the image's edge: its boundary was put just beyond
+    # the image, so the margin is a lower bound
+    lower_bound = bool(zl.frame)
     area, normals = core.face_areas_normals(tv, tf)
     vol_ml = core.mesh_volume(tv, tf) / 1000.0
     resid_ml = vol_ml * levelset.outside_fraction(tlev, zl)
@@ -183,11 +176,7 @@ def _one_lesion(les: LesionInput, ablation: sitk.Image, abl_arr: npt.NDArray[Any
     # --- the MAM, refined region by region and carried into the field
     smooth_r = refinement.patch_radius(tlev, 100.0)
     if lower_bound:
-        k = int(np.argmin(raw))
-        ks, val = refinement.smooth_argmin(tv, vn, raw, k, smooth_r)
-        mam = min(val, float(raw[k]) + 0.5)
-        rf = refinement.RefinedField(np.maximum(raw, mam), mam, tv[ks], 0.0, 0.0, "mesh", [],
-                                     0, 0, float(max(0.0, mam - raw.min())))
+        rf = refinement.unrefined_field(tv, vn, raw, smooth_r)
     else:
         rf = refinement.refine_field(tv, tf, vn, raw, tlev, zl, vol_ml, smooth_r)
     margin = rf.margin_mm

@@ -31,21 +31,22 @@ def tumor_border_voxels_lps(les: LesionInput) -> F64:
     return geometry.zyx_index_to_lps(les.grid, idx.astype(np.float64) + np.asarray(les.lo_zyx))
 
 
-def border_voxel_mam(les: LesionInput, zone: LevelSet) -> float:
+def border_voxel_mam(les: LesionInput, zone: LevelSet) -> float | None:
     """Border-voxel MAM (mm, positive inside the zone; module docstring) of one lesion against
     the zone's binary crop ``zone.mask`` (which must hold the zone boundary nearest to every
-    tumour border voxel). NaN when either mask has no border voxel."""
+    tumour border voxel). None when either mask has no border voxel, or the zone has no
+    boundary in the image."""
     from scipy.spatial import cKDTree
 
     assert zone.mask is not None
     zpts, zcls = zone.boundary_lps()
     zone_border = zpts[zcls]
     tpts = tumor_border_voxels_lps(les)
-    if len(zone_border) == 0 or len(tpts) == 0:
-        return float("nan")
+    if len(zone_border) == 0 or len(tpts) == 0 or zone.frame:
+        return None
     d, _ = cKDTree(zone_border).query(tpts)
     idx = np.rint(geometry.lps_to_zyx_index(zone.grid, tpts)
-                  - np.asarray(zone.lattice.lo_zyx)).astype(np.int64)
+                  - np.asarray(zone.lattice.lo_zyx)).astype(np.int64)  # into zone.mask
     shape = np.asarray(zone.mask.shape)
     ok = np.all((idx >= 0) & (idx < shape), axis=1)
     inside = np.zeros(len(tpts), bool)

@@ -35,6 +35,7 @@ class LevelSet:
     mask: npt.NDArray[np.bool_] | None = None  # binary crop (z, y, x) it was built from
     distance: F32 | None = None  # signed distance (mm), every dist_step-th lattice slice
     dist_step: int = 1  # along lattice axis 0
+    frame: int = 0  # background voxels added around the crop (see zone_level)
     _bnd: tuple[F64, npt.NDArray[np.bool_]] | None = None
 
     @property
@@ -115,9 +116,17 @@ def image_level(values: F32, grid: sitk.Image, lo_zyx: npt.ArrayLike) -> LevelSe
 
 def zone_level(abl_arr: npt.NDArray[Any], ablation: sitk.Image,
                roi: geometry.IndexBox) -> LevelSet:
-    """Refined level set of the zone inside ``roi`` with its exact signed distance (mm)."""
+    """Refined level set of the zone inside ``roi`` with its exact signed distance (mm).
+
+    A crop without any background voxel (the zone fills the region, up to the image's edge) is
+    framed by one voxel of background outside it (``frame`` = 1): its boundary is then put just
+    beyond the crop, so distances are lower bounds (what lies beyond the image is unknown)."""
     sub = np.asarray(abl_arr[roi.slices]) != 0
-    zl = mask_level(sub, ablation, roi.lo_zyx)
+    frame = 0
+    if sub.all():
+        sub, frame = np.pad(sub, 1, mode="constant"), 1
+    zl = mask_level(sub, ablation, np.asarray(roi.lo_zyx, np.float64) - frame)
+    zl.frame = frame
     # the distance map is only used for per-vertex margins (fractions, patches, candidates) and
     # the output map: every ``dist_step``-th refined slice is plenty (slices <= ~1.3 mm apart)
     step = max(1, zl.up // 2)
@@ -152,9 +161,10 @@ def level_mesh(level: LevelSet) -> tuple[F64, I64]:
 def native_distance(zl: LevelSet) -> F32:
     """The zone's lattice signed distance at the native voxel centres of its ROI (z, y, x)."""
     assert zl.distance is not None
-    d = zl.distance[:: zl.up // zl.dist_step]
-    inv = np.argsort(zl.perm)
-    return np.ascontiguousarray(np.transpose(d, inv))
+    d = np.transpose(zl.distance[:: zl.up // zl.dist_step], np.argsort(zl.perm))
+    if zl.frame:
+        d = d[tuple(slice(zl.frame, n - zl.frame) for n in d.shape)]
+    return np.ascontiguousarray(d)
 
 
 def outside_fraction(tlev: LevelSet, zl: LevelSet) -> float:

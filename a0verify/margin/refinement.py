@@ -252,6 +252,16 @@ class RefinedField:
     raised_max_mm: float
 
 
+def unrefined_field(tv: F64, vn: F64, margin: F64, smooth_radius: float) -> RefinedField:
+    """The field's own smooth minimum as the MAM (no refinement: e.g. a lower-bound margin),
+    the field raised to it."""
+    k = int(np.argmin(margin))
+    j, val = smooth_argmin(tv, vn, margin, k, smooth_radius)
+    mam = min(val, float(margin[k]) + 0.5)
+    return RefinedField(np.maximum(margin, mam), float(mam), tv[j].copy(), 0.0, 0.0, "mesh", [],
+                        0, 0, float(max(0.0, mam - float(margin.min()))))
+
+
 def refine_field(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: LevelSet,
                  vol_ml: float, smooth_radius: float) -> RefinedField:
     """Refine the MAM region by region and carry each refined value into the field.
@@ -308,9 +318,7 @@ def refine_field(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: Lev
                                         best.sharpness_per_mm, "patch")
     else:
         if mesh_best is None:  # nothing tried: the field's own smooth minimum
-            k = int(np.argmin(field))
-            j, val = smooth_argmin(tv, vn, field, k, smooth_radius)
-            mesh_best = (min(val, float(field[k]) + 0.5), tv[j].copy())
+            return unrefined_field(tv, vn, field, smooth_radius)
         mam, pt, band, sharp, source = mesh_best[0], mesh_best[1], 0.0, 0.0, "mesh"
     raised = float(max(0.0, mam - float(field.min())))
     field = np.maximum(field, mam)
