@@ -37,6 +37,10 @@ REFINE_SLACK_MAX_MM = 0.3
 #: up to REFINE_MAX_REGIONS regions in all (see :func:`refine_field`).
 REFINE_CONSISTENT_MM = 0.05
 REFINE_MAX_REGIONS = 6
+#: A region that could not be refined sets the MAM (its lowest field value) only when it lies
+#: this far below the refined MAM: a thinner spot the voxel data could not pin down, rather than
+#: the field's noise.
+REFINE_FAILED_BELOW_MM = 0.5
 
 
 @dataclass(frozen=True)
@@ -257,8 +261,10 @@ def unrefined_field(tv: F64, vn: F64, margin: F64, smooth_radius: float) -> Refi
     the field raised to it."""
     k = int(np.argmin(margin))
     j, val = smooth_argmin(tv, vn, margin, k, smooth_radius)
-    mam = min(val, float(margin[k]) + 0.5)
-    return RefinedField(np.maximum(margin, mam), float(mam), tv[j].copy(), 0.0, 0.0, "mesh", [],
+    # the smooth trend denoises the minimum, within [lowest value, lowest value + 0.5 mm] (no
+    # extrapolation below every vertex)
+    mam = float(np.clip(val, margin[k], margin[k] + 0.5))
+    return RefinedField(np.maximum(margin, mam), mam, tv[j].copy(), 0.0, 0.0, "mesh", [],
                         0, 0, float(max(0.0, mam - float(margin.min()))))
 
 
@@ -272,9 +278,10 @@ def refine_field(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: Lev
     the MAM found so far, up to REFINE_MAX_REGIONS. A refined region adds ``refined - local
     field minimum`` to the field within r of its point, fading out at 2 r (cos^2), never
     touching vertices an earlier region already set. A region that cannot be refined keeps its
-    field and offers the field's smooth trend (``smooth_argmin``) as its minimum. The MAM is the
-    lowest minimum of all regions; finally the field is raised to the MAM where it still lies
-    below it (noise of the field away from the refined regions)."""
+    field; its lowest value sets the MAM only when it lies REFINE_FAILED_BELOW_MM below the
+    refined MAM (else it is taken as the field's noise). Without any refined region the MAM is
+    the field's smooth minimum (:func:`unrefined_field`). Finally the field is raised to the MAM
+    where it still lies below it (noise of the field away from the refined regions)."""
     rt, rz = _radii(tlev, zl, vol_ml)
     spread = REFINE_CANDIDATE_MM + 0.5 * float(max(zl.grid.GetSpacing()))
     field = np.asarray(margin, np.float64).copy()
@@ -298,11 +305,9 @@ def refine_field(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: Lev
         tried += 1
         free &= np.linalg.norm(tv - tv[i], axis=1) > rt[0]
         res = refine_at(i, tv, tf, vn, field, tlev, zl, rt, rz)
-        if res is None:
-            j, val = smooth_argmin(tv, vn, field, i, smooth_radius)
-            val = min(val, float(field[i]) + 0.5)
-            if mesh_best is None or val < mesh_best[0]:
-                mesh_best = (val, tv[j].copy())
+        if res is None:  # the region keeps its field; its lowest value is its estimate
+            if mesh_best is None or field[i] < mesh_best[0]:
+                mesh_best = (float(field[i]), tv[i].copy())
             continue
         dist = np.linalg.norm(tv - res.point_lps, axis=1)
         local = smooth_value(tv, vn, field, res.point_lps, rt[0])
@@ -313,13 +318,13 @@ def refine_field(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: Lev
         corrections.append(corr)
         if best is None or res.margin_mm < best.margin_mm:
             best = res
-    if best is not None and (mesh_best is None or best.margin_mm <= mesh_best[0]):
+    if best is None:  # nothing refined: the field's own smooth minimum
+        return unrefined_field(tv, vn, field, smooth_radius)
+    if mesh_best is not None and mesh_best[0] < best.margin_mm - REFINE_FAILED_BELOW_MM:
+        mam, pt, band, sharp, source = mesh_best[0], mesh_best[1], 0.0, 0.0, "mesh"
+    else:
         mam, pt, band, sharp, source = (best.margin_mm, best.point_lps, best.band_mm,
                                         best.sharpness_per_mm, "patch")
-    else:
-        if mesh_best is None:  # nothing tried: the field's own smooth minimum
-            return unrefined_field(tv, vn, field, smooth_radius)
-        mam, pt, band, sharp, source = mesh_best[0], mesh_best[1], 0.0, 0.0, "mesh"
     raised = float(max(0.0, mam - float(field.min())))
     field = np.maximum(field, mam)
     return RefinedField(field, float(mam), np.asarray(pt, np.float64), float(band), float(sharp),
