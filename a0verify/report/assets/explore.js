@@ -425,19 +425,20 @@
 
   // ------------------------------------------------------------------ start
   async function main() {
-    const meshes = [];
-    for (const m of D.lesions) {
-      meshes.push({ id: m.id, vertices: await unpack(m.vertices, Float32Array), faces: await unpack(m.faces, Uint32Array),
-        margin: await unpack(m.margin, Float32Array) });
-    }
-    const zone = D.zone ? { vertices: await unpack(D.zone.vertices, Float32Array), faces: await unpack(D.zone.faces, Uint32Array) } : null;
+    // every array is inflated at once (the streams run concurrently)
+    const meshes = await Promise.all(D.lesions.map(async (m) => ({
+      id: m.id, vertices: await unpack(m.vertices, Float32Array), faces: await unpack(m.faces, Uint32Array),
+      margin: await unpack(m.margin, Float32Array) })));
+    const zoneP = D.zone ? Promise.all([unpack(D.zone.vertices, Float32Array), unpack(D.zone.faces, Uint32Array)]) : null;
+    const volP = D.volume ? Promise.all([D.volume.ct ? unpack(D.volume.ct, Uint8Array) : null, unpack(D.volume.labels, Uint8Array)]) : null;
+    const zz = zoneP ? await zoneP : null;
+    const zone = zz ? { vertices: zz[0], faces: zz[1] } : null;
+    const vv = volP ? await volP : null;
     mark('decoded');
     legend($('a0v-legend'));
     let slices = null;
-    if (D.volume) {
-      const vol = D.volume;
-      const ct = vol.ct ? await unpack(vol.ct, Uint8Array) : null;
-      slices = Slices(vol, ct, await unpack(vol.labels, Uint8Array), meshes);
+    if (vv) {
+      slices = Slices(D.volume, vv[0], vv[1], meshes);
       $('a0v-slices-thinnest').addEventListener('click', () => slices.thinnest());
     }
     mark('slices');
