@@ -148,8 +148,6 @@ def test_border_voxel_mam_matches_brute_force_and_under_reads() -> None:
     from scipy import ndimage
     from scipy.spatial.distance import cdist
 
-    tum, zone, truth, _ = near_threshold_case(5.0, 9.0, (0.8, 0.8, 2.5), False, 6)
-    (les,) = compute_margin(tum, zone, THR, second_threshold_mm=10.0).lesions
     six = ndimage.generate_binary_structure(3, 1)
 
     def border(img: sitk.Image) -> F64:
@@ -157,12 +155,22 @@ def test_border_voxel_mam_matches_brute_force_and_under_reads() -> None:
         b = m & ~ndimage.binary_erosion(m, six, border_value=0)
         return geometry.voxel_centers_lps(img)[b]
 
-    tp, zp = border(tum), border(zone)
-    d = cdist(tp, zp).min(axis=1)
-    zarr = sitk.GetArrayFromImage(zone)
-    idx = np.rint(geometry.lps_to_zyx_index(zone, tp)).astype(int)
-    inside = zarr[idx[:, 0], idx[:, 1], idx[:, 2]] != 0
-    brute = float(np.min(np.where(inside, d, -d)))
+    def brute_force(tum: sitk.Image, zone: sitk.Image) -> float:
+        tp, zp = border(tum), border(zone)
+        d = cdist(tp, zp).min(axis=1)
+        zarr = sitk.GetArrayFromImage(zone)
+        idx = np.rint(geometry.lps_to_zyx_index(zone, tp)).astype(int)
+        inside = zarr[idx[:, 0], idx[:, 1], idx[:, 2]] != 0
+        return float(np.min(np.where(inside, d, -d)))
+
+    # part of the tumour outside the zone: the border-voxel value is negative
+    tum, zone, truth, _ = near_threshold_case(-2.0, 9.0, (0.8, 0.8, 2.0), True, 7)
+    (les,) = compute_margin(tum, zone, THR).lesions
+    assert les.border_voxel_min_margin_mm == pytest.approx(brute_force(tum, zone), abs=1e-9)
+    assert les.border_voxel_min_margin_mm < 0 and abs(les.min_margin_mm - truth) <= 0.4
+    tum, zone, truth, _ = near_threshold_case(5.0, 9.0, (0.8, 0.8, 2.5), False, 6)
+    (les,) = compute_margin(tum, zone, THR, second_threshold_mm=10.0).lesions
+    brute = brute_force(tum, zone)
     assert les.border_voxel_min_margin_mm == pytest.approx(brute, abs=1e-9)
     assert 0.0 < les.min_margin_mm - brute <= 2.5  # under-reads, by about a voxel at most
     assert abs(les.min_margin_mm - truth) <= 0.3

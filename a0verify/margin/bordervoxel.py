@@ -44,11 +44,17 @@ def border_voxel_mam(les: LesionInput, zone: LevelSet) -> float | None:
     tpts = tumor_border_voxels_lps(les)
     if len(zone_border) == 0 or len(tpts) == 0 or zone.frame:
         return None
-    d, _ = cKDTree(zone_border).query(tpts)
     idx = np.rint(geometry.lps_to_zyx_index(zone.grid, tpts)
                   - np.asarray(zone.lattice.lo_zyx)).astype(np.int64)  # into zone.mask
     shape = np.asarray(zone.mask.shape)
     ok = np.all((idx >= 0) & (idx < shape), axis=1)
     inside = np.zeros(len(tpts), bool)
     inside[ok] = zone.mask[idx[ok, 0], idx[ok, 1], idx[ok, 2]]
-    return float(np.min(np.where(inside, d, -d)))
+    if inside.all():
+        # every value is positive: the minimum is the closest tumour/zone border pair, found
+        # from the zone's side (a nearest-neighbour query from inside a hollow shell of zone
+        # border voxels is slow; from outside a compact tumour it is fast)
+        return float(cKDTree(tpts).query(zone_border)[0].min())
+    # some tumour border voxels lie outside the zone: the lowest value is among them
+    d, _ = cKDTree(zone_border).query(tpts[~inside])
+    return float(-d.max())
