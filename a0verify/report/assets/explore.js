@@ -212,10 +212,11 @@
       return [1 - y - z, y, z];
     }
     function describe(h) {
-      const level = h.margin < 0 ? 'outside the ablation zone (residual tumour)'
-        : h.margin < D.threshold_mm ? 'below the ' + fmt(D.threshold_mm, 0) + ' mm threshold'
-          : (D.second_threshold_mm != null && h.margin < D.second_threshold_mm)
-            ? 'below the second threshold (' + fmt(D.second_threshold_mm, 0) + ' mm)' : 'sufficient';
+      const t = fmt(D.threshold_mm, 0), t2 = D.second_threshold_mm;
+      const level = h.margin < 0 ? 'tumour outside the ablation zone'
+        : h.margin < D.threshold_mm ? 'below the ' + t + ' mm threshold'
+          : (t2 != null && h.margin < t2) ? 'between ' + t + ' and ' + fmt(t2, 0) + ' mm (the second threshold)'
+            : 'at least ' + (t2 != null ? fmt(t2, 0) : t) + ' mm';
       return 'margin ' + fmt(h.margin, 1) + ' mm (' + level + '), lesion ' + h.lesion;
     }
     let pending = null;
