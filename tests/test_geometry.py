@@ -151,3 +151,12 @@ def test_voxel_extent_along_and_boxes() -> None:
     b = geometry.IndexBox((0, 4, 5), (2, 9, 7))
     assert geometry.union_box(a, b) == geometry.IndexBox((0, 2, 3), (4, 9, 7))
     assert geometry.pad_box(a, 2, (5, 6, 20)) == geometry.IndexBox((0, 0, 1), (5, 6, 8))
+
+
+def test_box_of_crop_round_trip_oblique() -> None:
+    """A crop's index box in its parent is the box it was cropped with (oblique grid)."""
+    grid = geometry.make_grid([30, 20, 10], [0.8, 0.9, 2.5],
+                              geometry.rotation_matrix([10.0, -20.0, 35.0]), (4.0, -3.0, 7.0))
+    box = geometry.IndexBox((2, 5, 7), (9, 15, 22))
+    sub = geometry.crop(grid, box)
+    assert geometry.box_of_crop(grid, sub) == box

@@ -82,7 +82,7 @@ import importlib, json
 import SimpleITK as sitk
 from a0verify.phantom import PhantomSpec, make_phantom
 R = importlib.import_module("a0verify.registration.register")
-R.set_threads(1)
+from a0verify import parallel; parallel.limit_threads(1)
 case = make_phantom(PhantomSpec(seed=2))
 f, m = R._prep(case.post), R._prep(case.pre)
 zone = sitk.Cast(case.ablation, sitk.sitkUInt8)

@@ -121,25 +121,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def set_threads(threads: int | None) -> None:
-    """Bound ITK/elastix (global default), SimpleITK and Numba to ``threads`` threads.
-
-    ``None`` leaves the defaults. elastix is bounded through ITK's global default because passing
-    ``number_of_threads=`` with a B-spline stage segfaults in itk-elastix 0.25.4.
-    """
-    if not threads:
-        return
-    n = int(threads)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - numba is a dependency
-        pass
-    elastix_backend.set_threads(n)
-
-
 def _prep(img: sitk.Image) -> sitk.Image:
     """Float32 copy clamped to :data:`HU_WINDOW` (one pass: Clamp casts to its output type)."""
     return sitk.Clamp(img, sitk.sitkFloat32, *HU_WINDOW)
@@ -697,7 +678,7 @@ def register(
     for img, what in ((fixed, "fixed (post) image"), (moving, "moving (pre) image")):
         if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(f"{what} must be a scalar 3-D image")
-    set_threads(threads)
+    parallel.limit_threads(threads)
     budget = int(threads) if threads else _usable_cpus()
     elastix_backend.preload()
     own_worker = restart_worker is None
@@ -980,16 +961,6 @@ def _roi_and_masks(fixed: sitk.Image, moving: sitk.Image, zone: sitk.Image | Non
         mm.CopyInformation(m_roi)
         m_mask = mm - _dilate(geometry.crop(m_excl, mbox), EXCLUDE_DILATION_MM)
     return f_roi, f_mask, m_roi, m_mask
-
-
-# --------------------------------------------------------------------------- carrying masks
-def resample_tumor_to_post(tumor: sitk.Image, post: sitk.Image,
-                           transform: sitk.Transform) -> sitk.Image:
-    """Carry a tumour label image from the pre grid onto the post grid (nearest neighbour).
-
-    ``transform`` maps post points to pre points.
-    """
-    return sitk.Resample(tumor, post, transform, sitk.sitkNearestNeighbor, 0, tumor.GetPixelID())
 
 
 def write_registration_outputs(result: RegistrationResult, out_dir: str | os.PathLike[str]
