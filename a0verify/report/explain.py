@@ -46,18 +46,16 @@ def registration_sentences(reg: dict[str, Any]) -> list[str]:
             out.append("How well the two scans match around the ablation zone (correlation of "
                        "CT intensities; 1 = identical, above about 0.7 is good): "
                        + ", ".join(parts) + ".")
-    disp = _get(m, "displacement_mm")
-    if isinstance(disp, dict) and _num(disp.get("p50")) is not None:
-        s = f"The pre-ablation scan was moved by {float(disp['p50']):.1f} mm (median)"
-        if _num(disp.get("max")) is not None:
-            s += f", at most {float(disp['max']):.1f} mm"
-        out.append(s + " to line up with the post-ablation scan.")
-    ddisp = _get(m, "deformable_displacement_mm")
-    if isinstance(ddisp, dict) and _num(ddisp.get("p50")) is not None:
-        s = f"The local correction moved tissue by a further {float(ddisp['p50']):.1f} mm (median)"
-        if _num(ddisp.get("max")) is not None:
-            s += f", at most {float(ddisp['max']):.1f} mm"
-        out.append(s + ".")
+    for key, lead, tail in (
+            ("displacement_mm", "The pre-ablation scan was moved by",
+             " to line up with the post-ablation scan."),
+            ("deformable_displacement_mm", "The local correction moved tissue by a further", ".")):
+        disp = _get(m, key)
+        if isinstance(disp, dict) and _num(disp.get("p50")) is not None:
+            s = f"{lead} {float(disp['p50']):.1f} mm (median)"
+            if _num(disp.get("max")) is not None:
+                s += f", at most {float(disp['max']):.1f} mm"
+            out.append(s + tail)
     jr, jz = _get(m, "jacobian_roi"), _get(m, "jacobian_zone")
     fold = _num(m.get("jacobian_folding_fraction"))
     if isinstance(jr, dict) and _num(jr.get("min")) is not None and _num(jr.get("max")) is not None:

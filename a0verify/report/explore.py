@@ -50,19 +50,12 @@ def pack(arr: npt.ArrayLike, dtype: str) -> str:
 
 
 def view_box(report: dict[str, Any], data: ReportData) -> tuple[F64, float]:
-    """Centre (LPS mm) and half-width (mm) of the cube the scroller shows: the worst lesion with
-    threshold + 12 mm around it (25-90 mm), holding the thinnest point (as the static views)."""
-    lid = int(report["min_margin_lesion_id"])
-    pt = np.asarray(report["min_margin_point_lps"], float)
-    surf = next((s for s in data.surfaces if s.lesion_id == lid), None)
-    thr = float(report["threshold_mm"])
-    if surf is not None and len(surf.vertices_lps):
-        centre = surf.vertices_lps.mean(axis=0)
-        radius = float(np.max(np.linalg.norm(surf.vertices_lps - centre, axis=1)))
-    else:
-        centre, radius = pt, 10.0
-    half = float(np.clip(radius + max(thr, 2.0) + 12.0, 25.0, 90.0))
-    return centre, max(half, float(np.max(np.abs(pt - centre))) + 5.0)
+    """Centre (LPS mm) and half-width (mm) of the cube the scroller shows: the same cube as the
+    static views (:func:`a0verify.report.figures.view_cube`) around the worst lesion."""
+    from a0verify.report.figures import view_cube
+
+    return view_cube(data.surfaces, int(report["min_margin_lesion_id"]),
+                     report["min_margin_point_lps"], float(report["threshold_mm"]))
 
 
 def _steps(reference: sitk.Image, half: float) -> F64:

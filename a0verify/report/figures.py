@@ -207,6 +207,21 @@ def _shell_deficit(plane: Plane, surface: Surface | None, tumor2d: F64 | None,
 
 
 # --------------------------------------------------------------------------- figures
+def view_cube(surfaces: Sequence[Surface], lesion_id: int, point_lps: npt.ArrayLike,
+              threshold_mm: float) -> tuple[F64, float]:
+    """Centre (LPS mm) and half-width (mm) of the cube the views show: lesion ``lesion_id``'s
+    surface with threshold + 12 mm around it (half-width 25-90 mm), holding ``point_lps``."""
+    surf = next((s for s in surfaces if s.lesion_id == lesion_id), None)
+    pt = np.asarray(point_lps, float)
+    if surf is not None and len(surf.vertices_lps):
+        center = surf.vertices_lps.mean(axis=0)
+        radius = float(np.max(np.linalg.norm(surf.vertices_lps - center, axis=1)))
+    else:
+        center, radius = pt, 10.0
+    half = float(np.clip(radius + max(threshold_mm, 2.0) + 12.0, 25.0, 90.0))
+    return center, max(half, float(np.max(np.abs(pt - center))) + 5.0)
+
+
 def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
                   ablation: sitk.Image, margin_map: sitk.Image | None,
                   surfaces: Sequence[Surface], lesion_id: int, point_lps: npt.ArrayLike,
@@ -224,13 +239,7 @@ def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
     from matplotlib.collections import LineCollection
     surf = next((s for s in surfaces if s.lesion_id == lesion_id), None)
     pt = np.asarray(point_lps, float)
-    if surf is not None and len(surf.vertices_lps):
-        center = surf.vertices_lps.mean(axis=0)
-        radius = float(np.max(np.linalg.norm(surf.vertices_lps - center, axis=1)))
-    else:
-        center, radius = pt, 10.0
-    half = float(np.clip(radius + max(threshold_mm, 2.0) + 12.0, 25.0, 90.0))
-    half = max(half, float(np.max(np.abs(pt - center))) + 5.0)
+    center, half = view_cube(surfaces, lesion_id, pt, threshold_mm)
     planes = make_planes(pt, center, half)
     background = crop_to_cube(background, center, half)
     abl_f = binary_float(crop_to_cube(ablation, center, half))
