@@ -1,9 +1,9 @@
 """Signed ablative margin: numeric core (:mod:`.core`, :mod:`.lp`) and the image API
 (:mod:`.api`) built from small modules: :mod:`.results` (types), :mod:`.lesions`,
-:mod:`.levelset`, :mod:`.surface`, :mod:`.refinement`, :mod:`.uncertainty`, :mod:`.kernels`."""
+:mod:`.levelset`, :mod:`.field`, :mod:`.surface`, :mod:`.refinement`, :mod:`.uncertainty`,
+:mod:`.bordervoxel`."""
 
-from a0verify.margin.api import compute_margin
-from a0verify.margin.kernels import load_kernels, start_loading_kernels
+from a0verify.margin.api import compute_margin, load_kernels, start_loading_kernels
 from a0verify.margin.lesions import split_lesions
 from a0verify.margin.results import DeficitPatch, LesionMargin, MarginResult, SurfaceMesh
 

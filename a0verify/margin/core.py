@@ -1,5 +1,9 @@
 """Numeric margin kernels: NumPy arrays in, arrays out. No I/O, no SimpleITK.
 
+Long module: the Numba kernels share one compilation cache, thread policy and conventions
+(EDT, shape-based interpolation, trilinear sampling, mesh distances, quadric patches); splitting
+them would scatter those.
+
 Conventions
 -----------
 * Arrays are indexed **(z, y, x)** (or, for the shape-based interpolation, with the *thick* axis

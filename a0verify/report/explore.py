@@ -20,7 +20,7 @@ import json
 import zlib
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,8 +29,16 @@ import SimpleITK as sitk
 from a0verify import geometry
 from a0verify.report.colours import MarginScale
 
-if TYPE_CHECKING:
-    from a0verify.report.html import ReportData
+
+class ReportData(Protocol):
+    """What the viewers read (:class:`a0verify.report.html.ReportData` has it): the tumour
+    surfaces with their per-vertex margins, the ablation and tumour masks and the post CT (or
+    None), all LPS mm."""
+
+    surfaces: list[Any]
+    ablation: sitk.Image
+    tumor: sitk.Image | None
+    background: sitk.Image | None
 
 F64 = npt.NDArray[np.float64]
 #: CT display window (HU) of the scroller (as the static views).
