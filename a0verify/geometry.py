@@ -177,6 +177,11 @@ class IndexBox:
     def shape(self) -> tuple[int, int, int]:
         return tuple(h - lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))  # type: ignore[return-value]
 
+    def contains(self, other: IndexBox) -> bool:
+        """True when ``other`` lies inside this box."""
+        return all(a <= b for a, b in zip(self.lo_zyx, other.lo_zyx, strict=True)) and all(
+            a >= b for a, b in zip(self.hi_zyx, other.hi_zyx, strict=True))
+
     @property
     def empty(self) -> bool:
         return any(h <= lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))
@@ -259,3 +264,60 @@ def array_to_image(
     else:
         img.SetOrigin(index_to_lps(reference, np.asarray(box.lo_zyx[::-1], float)).tolist())
     return img
+
+
+def voxel_extent_along(image: sitk.Image, direction_lps: npt.ArrayLike) -> float:
+    """Extent (mm) of one voxel cell of ``image`` projected on a unit LPS direction:
+    ``sum_j |d . e_j| s_j`` over the index axes j (e_j their LPS directions, s_j the spacings).
+    Equals the spacing along an index axis; largest seen along thick slices."""
+    d = direction_matrix(image)
+    s = np.asarray(image.GetSpacing(), np.float64)
+    return float(np.sum(np.abs(np.asarray(direction_lps, np.float64) @ d) * s))
+
+
+def pad_box(box: IndexBox, pad: int, shape_zyx: Sequence[int]) -> IndexBox:
+    """``box`` grown by ``pad`` voxels on every side, clipped to an array of ``shape_zyx``."""
+    return IndexBox(
+        tuple(max(0, int(a) - pad) for a in box.lo_zyx),  # type: ignore[arg-type]
+        tuple(min(int(s), int(b) + pad)  # type: ignore[arg-type]
+              for b, s in zip(box.hi_zyx, shape_zyx, strict=True)),
+    )
+
+
+def union_box(a: IndexBox, b: IndexBox) -> IndexBox:
+    """Smallest box holding both ``a`` and ``b``."""
+    return IndexBox(
+        tuple(min(x, y) for x, y in zip(a.lo_zyx, b.lo_zyx, strict=True)),  # type: ignore[arg-type]
+        tuple(max(x, y) for x, y in zip(a.hi_zyx, b.hi_zyx, strict=True)),  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class RefinedLattice:
+    """A lattice of sample points on a crop of ``grid``: the crop starts at array index
+    ``lo_zyx`` (z, y, x) of ``grid``; lattice axis ``i`` runs along crop axis ``perm[i]`` (crop
+    axes in z, y, x order); lattice axis 0 is refined ``up`` times (``up`` samples per voxel).
+
+    Lattice index ``(a, b, c)`` sits at grid array index ``lo + (a / up, b, c)`` with the
+    components put back in (z, y, x) order. Used for level sets refined across thick slices."""
+
+    grid: sitk.Image
+    lo_zyx: tuple[float, float, float]
+    perm: tuple[int, int, int] = (0, 1, 2)
+    up: int = 1
+
+    def index_to_lps(self, index: npt.ArrayLike) -> FloatArray:
+        """Lattice indices (N, 3) to LPS mm (N, 3)."""
+        f = np.asarray(index, np.float64).reshape(-1, 3).copy()
+        f[:, 0] /= self.up
+        idx = np.empty_like(f)
+        idx[:, list(self.perm)] = f
+        return zyx_index_to_lps(self.grid, idx + np.asarray(self.lo_zyx, np.float64))
+
+    def lps_to_index(self, points_lps: npt.ArrayLike) -> FloatArray:
+        """LPS mm (N, 3) to (continuous) lattice indices (N, 3)."""
+        pts = np.asarray(points_lps, np.float64).reshape(-1, 3)
+        idx = lps_to_zyx_index(self.grid, pts) - np.asarray(self.lo_zyx, np.float64)
+        f = idx[:, list(self.perm)]
+        f[:, 0] *= self.up
+        return f

@@ -15,7 +15,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from a0verify import parallel
+from a0verify import SECOND_THRESHOLD_MM, parallel
 from a0verify.errors import InputError
 from a0verify.io import check_seed_inside, read_image, read_mask, sha256_of
 from a0verify.io.masks import check_overlap
@@ -35,10 +35,17 @@ class CaseSettings:
     threshold_mm: float = 5.0
     registration: str = "deformable"
     threads: int | None = None
+    #: Second, reading-aid threshold (mm): the share of the surface below it is reported; None:
+    #: not reported. It does not change the verdict.
+    second_threshold_mm: float | None = SECOND_THRESHOLD_MM
 
     def __post_init__(self) -> None:
         if not (0.0 <= float(self.threshold_mm) <= 50.0):
             raise InputError(f"--threshold {self.threshold_mm} mm is outside 0-50 mm")
+        if self.second_threshold_mm is not None and not (
+                0.0 <= float(self.second_threshold_mm) <= 50.0):
+            raise InputError(f"--second-threshold {self.second_threshold_mm} mm is outside "
+                             "0-50 mm")
         if self.registration not in METHODS:
             raise InputError(f"--registration {self.registration!r}: use one of "
                              f"{', '.join(METHODS)}")

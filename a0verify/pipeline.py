@@ -39,7 +39,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from a0verify import parallel, transfer, verdict
+from a0verify import SECOND_THRESHOLD_MM, parallel, transfer, verdict
 from a0verify.inputs import CaseInputs, CaseRequest, CaseSettings, Seed, read_inputs
 from a0verify.io import ensure_output_dir, write_json_atomic
 from a0verify.margin import MarginResult, compute_margin, load_kernels
@@ -256,7 +256,8 @@ def run_stages(req: CaseRequest, settings: CaseSettings, out_dir: str | Path,
         with progress.stage("transfer", "transfer tumour to the post grid"):
             moved = transfer.transfer_tumor(seg.tumor, post_grid, reg.transform)
         with progress.stage("margin", "margin"):  # waits for the kernels if still loading
-            margin = compute_margin(moved.margin_input, seg.ablation, settings.threshold_mm)
+            margin = compute_margin(moved.margin_input, seg.ablation, settings.threshold_mm,
+                                    settings.second_threshold_mm)
         timings.update(margin.timings_s)  # the computation itself, apart from kernel loading
         for les in margin.lesions:
             progress.info(f"lesion {les.id}: minimal margin {les.min_margin_mm:.2f} mm "
@@ -291,9 +292,11 @@ def _registration_section(reg: Registration) -> dict[str, Any] | None:
 
 
 def _parameters(req: CaseRequest, settings: CaseSettings) -> dict[str, Any]:
+    thresholds = {"threshold_mm": settings.threshold_mm,
+                  "second_threshold_mm": settings.second_threshold_mm}
     if req.command != "run":
-        return {"threshold_mm": settings.threshold_mm}
-    return {"threshold_mm": settings.threshold_mm, "registration": settings.registration,
+        return thresholds
+    return {**thresholds, "registration": settings.registration,
             "ablation_seeds_lps": [list(s) for s in req.ablation_seeds],
             "tumor_seeds_lps": [list(s) for s in req.tumor_seeds],
             "pre_series": req.pre_series, "post_series": req.post_series,
@@ -305,6 +308,7 @@ def run_case(pre_path: str | Path, post_path: str | Path, out_dir: str | Path, *
              tumor_path: str | Path | None = None, ablation_path: str | Path | None = None,
              ablation_seeds: Sequence[Seed] = (), tumor_seeds: Sequence[Seed] = (),
              liver_path: str | Path | None = None, threshold_mm: float = 5.0,
+             second_threshold_mm: float | None = SECOND_THRESHOLD_MM,
              registration_method: str = "deformable", threads: int | None = None,
              pre_series: str | None = None, post_series: str | None = None,
              progress: Progress | None = None, anonymize: bool = False,
@@ -317,7 +321,8 @@ def run_case(pre_path: str | Path, post_path: str | Path, out_dir: str | Path, *
     Masks may be RT Structure Sets (rasterised onto the pre / post CT; ``*_structures`` choose
     ROIs by name); ``anonymize``: no patient identifiers in any output.
     """
-    settings = CaseSettings(threshold_mm, registration_method, threads)
+    settings = CaseSettings(threshold_mm, registration_method, threads,
+                            second_threshold_mm=second_threshold_mm)
     req = CaseRequest(command="run", pre=pre_path, post=post_path, tumor=tumor_path,
                       ablation=ablation_path, tumor_seeds=tuple(tumor_seeds),
                       ablation_seeds=tuple(ablation_seeds), liver=liver_path,
@@ -328,7 +333,9 @@ def run_case(pre_path: str | Path, post_path: str | Path, out_dir: str | Path, *
 
 
 def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
-                *, threshold_mm: float = 5.0, transform_path: str | Path | None = None,
+                *, threshold_mm: float = 5.0,
+                second_threshold_mm: float | None = SECOND_THRESHOLD_MM,
+                transform_path: str | Path | None = None,
                 registration_json: str | Path | None = None,
                 post_path: str | Path | None = None,
                 progress: Progress | None = None, anonymize: bool = False,
@@ -343,7 +350,7 @@ def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str 
     used as the background of the report figures (and the image RT Structure Sets are
     rasterised onto). The result is on the ablation mask's grid.
     """
-    settings = CaseSettings(threshold_mm, "none")
+    settings = CaseSettings(threshold_mm, "none", second_threshold_mm=second_threshold_mm)
     req = CaseRequest(command="margin", tumor=tumor_path, ablation=ablation_path,
                       transform=transform_path, registration_json=registration_json,
                       post=post_path, anonymize=anonymize,

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from a0verify import geometry
+from a0verify.report.colours import MarginScale, margin_scale
 from a0verify.report.slicer import ABLATION_RGB, Surface
 
 if TYPE_CHECKING:
@@ -74,17 +75,24 @@ def _polydata(pv: Any, verts: F64, faces: npt.NDArray[Any]) -> Any:
     return pv.PolyData(np.asarray(verts, float), cells)
 
 
+def _scale(surfaces: Sequence[Surface], scale: MarginScale | float) -> MarginScale:
+    if isinstance(scale, MarginScale):
+        return scale
+    return margin_scale(float(scale), None, [s.margin_mm for s in surfaces])
+
+
 def render_margin_3d(surfaces: Sequence[Surface], ablation: sitk.Image,
-                     point_lps: npt.ArrayLike, threshold_mm: float,
+                     point_lps: npt.ArrayLike, scale: MarginScale | float,
                      window_size: tuple[int, int] = (620, 520)) -> list[tuple[str, bytes]]:
-    """Tumour surface(s) coloured by margin (diverging map centred on the threshold) inside the
-    translucent ablation zone, from two viewpoints: facing the thinnest-margin point from outside,
-    and turned 90° about the vertical. Returns [(caption, PNG bytes), ...]; no surfaces: [].
+    """Tumour surface(s) coloured by margin (``scale``, or a threshold in mm for the default
+    scale of these surfaces) inside the translucent ablation zone, from two viewpoints: facing
+    the thinnest-margin point from outside, and turned 90° about the vertical. Returns
+    [(caption, PNG bytes), ...]; no surfaces: [].
     """
     if not surfaces:
         return []
     zv, zf = zone_mesh(ablation)
-    return _render_views(surfaces, zv, zf, point_lps, threshold_mm, window_size)
+    return _render_views(surfaces, zv, zf, point_lps, _scale(surfaces, scale), window_size)
 
 
 class RenderJob:
@@ -94,7 +102,7 @@ class RenderJob:
     ``result()`` waits for them (same pictures wherever they are rendered)."""
 
     def __init__(self, surfaces: Sequence[Surface], ablation: sitk.Image,
-                 point_lps: npt.ArrayLike, threshold_mm: float,
+                 point_lps: npt.ArrayLike, scale: MarginScale | float,
                  worker: Worker | None = None) -> None:
         from a0verify import parallel
 
@@ -105,7 +113,7 @@ class RenderJob:
             return
         # the zone mesh is made here (SimpleITK); the worker only runs VTK
         zv, zf = zone_mesh(ablation)
-        args = (list(surfaces), zv, zf, np.asarray(point_lps, float), float(threshold_mm))
+        args = (list(surfaces), zv, zf, np.asarray(point_lps, float), _scale(surfaces, scale))
         if worker is not None:
             self.job = worker.submit(_render_views, *args)
             worker.close()  # exits once the views are rendered
@@ -136,11 +144,9 @@ def _prepare_render() -> None:
 
 
 def _render_views(surfaces: Sequence[Surface], zv: F64, zf: npt.NDArray[Any],
-                  point_lps: npt.ArrayLike, threshold_mm: float,
+                  point_lps: npt.ArrayLike, scale: MarginScale,
                   window_size: tuple[int, int] = (620, 520)) -> list[tuple[str, bytes]]:
     """The two views of :func:`render_margin_3d` from the zone mesh (zv, zf; may be empty)."""
-    from a0verify.report.figures import CMAP, margin_norm
-
     pv = _pv()
     pt = np.asarray(point_lps, float)
     all_v = np.vstack([s.vertices_lps for s in surfaces])
@@ -154,16 +160,20 @@ def _render_views(surfaces: Sequence[Surface], zv: F64, zf: npt.NDArray[Any],
     side /= np.linalg.norm(side)
     extent = float(np.ptp(np.vstack([all_v, zv]) if len(zv) else all_v, axis=0).max())
     dist = 2.6 * max(extent, 10.0)
-    clim = margin_norm(threshold_mm)
+    cmap, _ = scale.matplotlib()
     views = [(d, f"facing the thinnest margin, seen from {direction_words(d)}"),
              (side, f"turned 90°, seen from {direction_words(side)}")]
     # one plotter (one GL context, shaders compiled once) shows both views in turn
     pl = pv.Plotter(off_screen=True, window_size=list(window_size))
     pl.set_background("white")
+    # a headlight besides the light kit: the side turned from the kit's lights keeps its colour
+    pl.add_light(pv.Light(light_type="headlight", intensity=0.45))
     for s in surfaces:
         mesh = _polydata(pv, s.vertices_lps, s.faces)
         mesh.point_data["margin (mm)"] = s.margin_mm
-        pl.add_mesh(mesh, scalars="margin (mm)", cmap=CMAP, clim=clim, smooth_shading=True,
+        # a little ambient light: the side turned from the lights keeps its colour
+        pl.add_mesh(mesh, scalars="margin (mm)", cmap=cmap, clim=(scale.vmin, scale.vmax),
+                    smooth_shading=True, ambient=0.25, diffuse=0.75, specular=0.1,
                     show_scalar_bar=s is surfaces[0],
                     scalar_bar_args={"title": "margin (mm)", "color": "black",
                                      "vertical": True, "position_x": 0.86,

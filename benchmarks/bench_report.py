@@ -13,6 +13,11 @@ noisy) and the process's peak RSS so far (MB; includes the case's own images, ~0
 size). Reference, measured in the same run: what the first report code did for the
 masks — SimpleITK ``WriteImage`` of the tumour and ablation masks on the full post grid
 (compressed NRRD) — against our cropped two-layer ``.seg.nrrd``.
+
+The page: its size (and the parts: vendored three.js, the interactive views' data) and the time
+it takes to open in headless Chromium (Playwright; skipped when either is missing): from
+navigation start until the 3-D view and the slice scroller are drawn, median of 3 loads, against
+the same page without the interactive part (static figures only, until its load event).
 """
 
 from __future__ import annotations
@@ -98,6 +103,35 @@ def measure(fn: Callable[[], Any]) -> tuple[float, float, float, Any]:
     return wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, res
 
 
+def open_times(pages: dict[str, Path], repeats: int = 3) -> dict[str, float] | None:
+    """Median milliseconds from navigation start until each page is ready (interactive pages:
+    its views drawn; static ones: the load event), in headless Chromium; None when Playwright or
+    Chromium is missing."""
+    import statistics
+
+    from a0verify.report import browser
+
+    out: dict[str, float] = {}
+    try:
+        with browser.chromium() as chrome:
+            for name, path in pages.items():
+                times = []
+                for _ in range(repeats):
+                    if 'id="a0v-data"' in path.read_text("utf-8"):
+                        page, ms = browser.open_page(chrome, path)
+                    else:
+                        page = chrome.new_page()
+                        page.goto(path.as_uri(), wait_until="load")
+                        ms = page.evaluate(
+                            "performance.getEntriesByType('navigation')[0].loadEventEnd")
+                    times.append(float(ms))
+                    page.close()
+                out[name] = statistics.median(times)
+    except RuntimeError:
+        return None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="256 x 256 x 120 grid")
@@ -149,6 +183,27 @@ def main(argv: list[str] | None = None) -> int:
         w, c, m, _ = measure(reference)
         rows.append(("  full-grid masks, sitk.WriteImage x2 [reference]", w, c, m))
         sizes = {p.name: p.stat().st_size for p in (Path(tmp) / "warm").iterdir()}
+        from a0verify.report import explore
+        from a0verify.report.html import case_scale, load_report_data, render_html
+
+        warm = Path(tmp) / "warm"
+        import json
+
+        rep = json.loads((warm / "report.json").read_text())
+        data = load_report_data(warm, rep)
+        w, c, m, payload = measure(lambda: explore.payload_json(rep, data, case_scale(rep, data)))
+        rows.append(("  interactive views' data (explore.payload_json)", w, c, m))
+        three_js, viewer_js = explore.scripts()
+        static = warm / "static.html"
+        figs = {role: ("", (warm / name).read_bytes()) for role, name in
+                (("views", "figure_views.png"), ("histogram", "figure_histogram.png"),
+                 ("render_a", "figure_3d_a.png"), ("render_b", "figure_3d_b.png"),
+                 ("registration", "figure_registration.png"))}
+        static.write_text(render_html(rep, figs), "utf-8")
+        opened = open_times({"report.html": warm / "report.html", "static": static})
+        page_parts = {"report.html": sizes["report.html"], "three.js": len(three_js),
+                      "viewer script": len(viewer_js), "views' data": len(payload),
+                      "static page (no interactive part)": static.stat().st_size}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
@@ -171,7 +226,16 @@ def main(argv: list[str] | None = None) -> int:
               "not counted here; the wall time is what a user waits.",
               "", f"Mask files: ours / reference wall-time ratio = {ours / max(ref, 1e-9):.3f}.",
               "", "Output sizes (bytes): " + ", ".join(f"{k} {v:,}" for k, v in sorted(
-                  sizes.items()))]
+                  sizes.items())),
+              "", "Page size (bytes): " + ", ".join(f"{k} {v:,}" for k, v in
+                                                    page_parts.items()) + "."]
+    if opened is None:
+        lines += ["", "Page opening time: not measured (Playwright or Chromium missing)."]
+    else:
+        lines += ["", "Page opening time in headless Chromium (software WebGL, median of 3): "
+                  f"interactive page ready (3-D view and slices drawn) after "
+                  f"{opened['report.html'] / 1000:.2f} s; the static page without the "
+                  f"interactive part loaded after {opened['static'] / 1000:.2f} s (reference)."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

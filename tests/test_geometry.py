@@ -118,6 +118,41 @@ def test_nonzero_index_box_matches_np_nonzero(dtype: Any) -> None:
     assert geometry.nonzero_index_box(np.zeros((0, 3, 3), dtype)) is None
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_refined_lattice_round_trip_and_against_simpleitk(flip: bool) -> None:
+    """Lattice index (a, b, c) with axes permuted and axis 0 refined: at grid array index
+    lo + (a / up, b, c) put back in (z, y, x) order; checked against SimpleITK's own mapping."""
+    img = oblique_image(flip)
+    lat = geometry.RefinedLattice(img, (1.0, -2.0, 3.0), perm=(0, 2, 1), up=3)
+    rng = np.random.default_rng(4)
+    f = rng.uniform(-2, 9, size=(25, 3))
+    pts = lat.index_to_lps(f)
+    zyx = np.empty_like(f)
+    zyx[:, 0] = f[:, 0] / 3 + 1.0  # lattice axis 0 = crop z, refined 3 times
+    zyx[:, 2] = f[:, 1] + 3.0  # lattice axis 1 = crop x
+    zyx[:, 1] = f[:, 2] - 2.0  # lattice axis 2 = crop y
+    ref = np.array([img.TransformContinuousIndexToPhysicalPoint(tuple(map(float, i[::-1])))
+                    for i in zyx])
+    np.testing.assert_allclose(pts, ref, atol=1e-9)
+    np.testing.assert_allclose(lat.lps_to_index(pts), f, atol=1e-9)
+    plain = geometry.RefinedLattice(img, (0.0, 0.0, 0.0))
+    np.testing.assert_allclose(plain.index_to_lps(zyx), geometry.zyx_index_to_lps(img, zyx),
+                               atol=1e-12)
+
+
+def test_voxel_extent_along_and_boxes() -> None:
+    img = oblique_image()
+    d = geometry.direction_matrix(img)
+    for j, s in enumerate(img.GetSpacing()):  # along an index axis: its spacing
+        assert geometry.voxel_extent_along(img, d[:, j]) == pytest.approx(s)
+    diag = (d[:, 0] + d[:, 2]) / np.sqrt(2.0)
+    assert geometry.voxel_extent_along(img, diag) == pytest.approx((0.7 + 2.5) / np.sqrt(2.0))
+    a = geometry.IndexBox((1, 2, 3), (4, 5, 6))
+    b = geometry.IndexBox((0, 4, 5), (2, 9, 7))
+    assert geometry.union_box(a, b) == geometry.IndexBox((0, 2, 3), (4, 9, 7))
+    assert geometry.pad_box(a, 2, (5, 6, 20)) == geometry.IndexBox((0, 0, 1), (5, 6, 8))
+
+
 def test_box_of_crop_round_trip_oblique() -> None:
     """A crop's index box in its parent is the box it was cropped with (oblique grid)."""
     grid = geometry.make_grid([30, 20, 10], [0.8, 0.9, 2.5],

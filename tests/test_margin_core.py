@@ -55,19 +55,6 @@ def test_signed_distance_of_slab_places_boundary_between_centres() -> None:
     assert np.all(np.isinf(sd2[0]))
 
 
-def test_nonzero_box_byte_and_generic_paths() -> None:
-    a = np.zeros((7, 9, 16), np.uint8)
-    assert core.nonzero_box(a) is None
-    a[2, 3, 5] = 1
-    a[4, 7, 11] = 3
-    assert core.nonzero_box(a) == ((2, 3, 5), (5, 8, 12))
-    b = a.astype(np.int16)
-    assert core.nonzero_box(b) == ((2, 3, 5), (5, 8, 12))
-    c = np.zeros((3, 3, 5), np.uint8)  # width not a multiple of 8: generic path
-    c[1, 2, 4] = 9
-    assert core.nonzero_box(c) == ((1, 2, 4), (2, 3, 5))
-
-
 def test_trilinear_reproduces_linear_function_and_outside_value() -> None:
     z, y, x = np.meshgrid(np.arange(5), np.arange(6), np.arange(7), indexing="ij")
     vol = (2.0 * z - 3.0 * y + 0.5 * x + 1.0).astype(np.float32)

@@ -83,7 +83,7 @@ def _make_case(out: Path, *, with_post: bool) -> tuple[dict[str, Any], Any]:
     from a0verify.report.model import build_report
 
     tum, zone, ct = _masks()
-    margin = compute_margin(tum, zone, THR)
+    margin = compute_margin(tum, zone, THR, second_threshold_mm=10.0 if with_post else None)
     reg = _Reg(ct) if with_post else None
     report = build_report(
         margin, _judge(margin, 0.4 if reg else 0.0), command="run" if with_post else "margin",
@@ -202,8 +202,12 @@ def test_html_is_self_contained(which: str, request: pytest.FixtureRequest) -> N
     p = _parse(c["dir"] / "report.html")
     assert p.refs and all(r.startswith("data:image/png;base64,") for r in p.refs), \
         [r[:40] for r in p.refs if not r.startswith("data:")]
-    assert not {"script", "link", "iframe", "object", "embed", "base"} & set(p.tags)
+    assert not {"link", "iframe", "object", "embed", "base"} & set(p.tags)
+    # scripts only inline (the data, the vendored three.js bundle, the viewer): nothing loaded
+    assert p.tags.count("script") == 3 and "<script src" not in html
+    assert '<script type="application/json" id="a0v-data">' in html
     assert "@import" not in html and not re.search(r"url\(", html)
+    assert not re.search(r"(fetch|XMLHttpRequest|importScripts|WebSocket)\(", html)
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//|file:)", html, re.I)
     n_img = p.tags.count("img")
     assert n_img == (5 if which == "case" else 4)  # views, 2 x 3-D, histogram (+ registration)
@@ -223,8 +227,69 @@ def test_html_content_and_escaping(case: dict[str, Any]) -> None:
                 "Registration", "Provenance", "similarity_roi.after.ncc"):
         assert key in text, key
     assert "left" in text  # the deficit faces the patient's left (+x LPS)
-    assert EVIL not in html and "<script>" not in html
+    assert EVIL not in html and "<script>alert(" not in html
     assert "&lt;script&gt;alert(" in html
+    # registration in plain words (the metric names stay in the collapsed table)
+    assert "How well the two scans match around the ablation zone" in text
+    assert "0.61 before, 0.93 after registration" in text
+    # method tag with the border-voxel value published tools would report
+    les = r["lesions"][0]
+    assert "continuous sub-voxel margin" in text
+    assert f"would report {les['border_voxel_min_margin_mm']:.1f} mm" in text
+    assert les["border_voxel_min_margin_mm"] < les["min_margin_mm"]
+
+
+def _page_payload(html_path: Path) -> dict[str, Any]:
+    html = html_path.read_text("utf-8")
+    m = re.search(r'<script type="application/json" id="a0v-data">(.*?)</script>', html, re.S)
+    assert m is not None
+    return dict(json.loads(m.group(1)))
+
+
+def _unpack(b64: str, dtype: str) -> np.ndarray:
+    import zlib
+
+    return np.frombuffer(zlib.decompress(base64.b64decode(b64)), np.dtype(dtype).newbyteorder("<"))
+
+
+def test_page_views_read_the_same_field(case: dict[str, Any]) -> None:
+    """The interactive views' data in the page: the tumour mesh and its per-vertex margins are
+    those of tumor_surface.vtk (one field), whose minimum is the headline MAM; the scroller's
+    volume puts the tumour and the zone where they are (LPS, axis-aligned grid)."""
+    from a0verify.report.slicer import read_surface_vtk
+
+    d, r = case["dir"], case["report"]
+    pl = _page_payload(d / "report.html")
+    (surf,) = read_surface_vtk(d / r["outputs"]["tumor_surface"])
+    (les,) = pl["lesions"]
+    margin = _unpack(les["margin"], "f4")
+    np.testing.assert_allclose(margin, surf.margin_mm, atol=1e-5)
+    np.testing.assert_allclose(_unpack(les["vertices"], "f4").reshape(-1, 3), surf.vertices_lps,
+                               atol=1e-3)
+    assert abs(float(margin.min()) - r["min_margin_mm"]) <= 0.1
+    assert pl["thinnest"]["margin_mm"] == r["min_margin_mm"]
+    sc = pl["scale"]
+    assert sc["vmin"] <= float(margin.min()) and sc["vmax"] >= np.percentile(margin, 99)
+    assert len(sc["lut"]) == 256 * 3 and sc["threshold"] == THR
+    vol = pl["volume"]
+    nz, ny, nx = vol["shape"]
+    lab = _unpack(vol["labels"], "u1").reshape(nz, ny, nx)
+    ct = _unpack(vol["ct"], "u1").reshape(nz, ny, nx)
+
+    def voxel(p: np.ndarray) -> tuple[int, int, int]:
+        i = np.rint((p - np.asarray(vol["origin_lps"])) / np.asarray(vol["spacing_mm"])).astype(int)
+        return int(i[2]), int(i[1]), int(i[0])
+
+    assert lab[voxel(TUMOR_C)] & 3 == 3  # tumour inside the zone
+    thin = TUMOR_C + np.array([R_T + 2.0, 0.0, 0.0])  # outside the tumour on the thin side
+    assert lab[voxel(thin)] & 1 == 0
+    far_zone = ZONE_C + np.array([-ZONE_AX[0] + 1.5, 0.0, 0.0])  # inside the zone, far side
+    assert lab[voxel(far_zone)] & 3 == 2
+    assert np.any(lab & 4)  # unablated tissue within the threshold of the tumour (thin side)
+    # CT windowed: the zone is darker than the tissue around it (phantom: 45 HU lower)
+    zone_ct = ct[(lab & 2) != 0].mean()
+    tissue = ct[(lab & 3) == 0].mean()
+    assert zone_ct < tissue
 
 
 def test_no_post_report_says_so(case_no_post: dict[str, Any]) -> None:
@@ -410,6 +475,37 @@ def test_report_command_rerenders(case_no_post: dict[str, Any]) -> None:
     assert "Verdict:" in " ".join(p.text)
 
 
+def test_report_command_second_threshold(case: dict[str, Any], tmp_path: Path) -> None:
+    """`a0verify report DIR --second-threshold MM` recomputes the share below it from the stored
+    surface mesh (the same field as everything else), and `run`/`margin` offer the option."""
+    from a0verify.cli import main
+    from a0verify.report import validate_report
+
+    d = tmp_path / "c"
+    shutil.copytree(case["dir"], d)
+    first = json.loads((d / "report.json").read_text())
+    assert first["second_threshold_mm"] == 10.0
+    f10 = first["lesions"][0]["surface_fraction_below_second_threshold"]
+    m = case["margin"].lesions[0].surface.margin_mm
+    assert 0.0 < f10 < 1.0 and float(m.min()) < 10.0 < float(m.max())
+    res = CliRunner().invoke(main, ["report", str(d), "--second-threshold", "6", "-q"])
+    assert res.exit_code == 0, res.output
+    back = json.loads((d / "report.json").read_text())
+    validate_report(back)
+    f6 = back["lesions"][0]["surface_fraction_below_second_threshold"]
+    sf = back["lesions"][0]["surface_fraction"]
+    assert back["second_threshold_mm"] == 6.0 and f6 < f10
+    assert sf["below_zero"] + sf["below_threshold"] <= f6 + 1e-9
+    assert back["provenance"]["parameters"]["second_threshold_mm"] == 6.0
+    text = " ".join(_parse(d / "report.html").text)
+    assert "below the second threshold of 6 mm" in text
+    for cmd in ("run", "margin"):
+        out = CliRunner().invoke(main, [cmd, "--help"]).output
+        assert "--second-threshold" in out and "10" in out
+    bad = CliRunner().invoke(main, ["report", str(d), "--second-threshold", "-1"])
+    assert bad.exit_code == 2
+
+
 def test_report_command_bad_input(tmp_path: Path, case: dict[str, Any]) -> None:
     from a0verify.cli import main
 
@@ -481,6 +577,86 @@ def test_chromium_screenshot(case: dict[str, Any], tmp_path: Path) -> None:
                          capture_output=True, timeout=120, text=True).stdout
     text = re.sub(r"<[^>]+>", " ", dom)
     assert "Verdict:" in text and f"{case['report']['min_margin_mm']:.1f} mm" in text
+
+
+def _png_of(page: Any, selector: str) -> np.ndarray:
+    return _png_array(page.locator(selector).screenshot())[..., :3]
+
+
+def test_interactive_views_in_chromium(case: dict[str, Any], tmp_path: Path) -> None:
+    """The page in a real browser (headless Chromium through Playwright), offline: the 3-D view
+    and the three slice panels draw (not blank), hovering the tumour reads its margin, a click
+    pins a point and moves the slices there, dragging rotates, the wheel scrolls slices; no
+    console error and no request leaves the page."""
+    pytest.importorskip("playwright.sync_api", reason="Playwright (dev extra)")
+    from a0verify.report import browser
+
+    _chromium()
+    html = case["dir"] / "report.html"
+    mam = float(case["report"]["min_margin_mm"])
+    errors: list[str] = []
+    requests: list[str] = []
+    with browser.chromium() as chrome:
+        page = chrome.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url)
+                if not r.url.startswith(("file:", "data:", "blob:")) else None)
+        page.goto(html.as_uri())
+        page.wait_for_selector(browser.READY, timeout=60_000)
+        ready_ms = page.evaluate("performance.getEntriesByName('a0v-ready')[0].startTime")
+        # the 3-D view shows the margin colours and the translucent zone
+        v3 = _png_of(page, "#a0v-3d canvas")
+        assert v3.std() > 0.05
+        r, g, b = v3[..., 0], v3[..., 1], v3[..., 2]
+        assert np.mean((r > g + 0.1) & (r > b + 0.1)) > 0.005  # thin (red) margin, marker
+        assert np.mean((g > r + 0.03) & (g > b + 0.03)) > 0.05  # ablation zone
+        # hover the middle of the view (the tumour faces the camera at its thinnest side)
+        box = page.locator("#a0v-3d canvas").bounding_box()
+        assert box is not None
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx, cy)
+        page.wait_for_function("document.getElementById('a0v-3d-tip').style.display"
+                               " === 'block'", timeout=10_000)
+        tip = page.locator("#a0v-3d-tip").inner_text()
+        hovered = float(tip.split()[0])
+        assert mam - 0.15 <= hovered <= mam + 3.0, (tip, mam)
+        # click: pins the point, reports it and moves the slices there
+        axial_before = page.locator("#a0v-slice-axial input").input_value()
+        page.mouse.click(cx + 5, cy + 5)
+        info = page.locator("#a0v-3d-info").inner_text()
+        assert info.startswith("Picked: margin") and "LPS (" in info
+        picked = float(page.locator("#a0v-3d").get_attribute("data-picked") or "nan")
+        assert mam - 0.15 <= picked <= mam + 3.0
+        # dragging rotates the view
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + 160, cy + 40, steps=8)
+        page.mouse.up()
+        assert np.abs(_png_of(page, "#a0v-3d canvas") - v3).mean() > 0.01
+        assert "seen from" in page.locator("#a0v-3d-dir").inner_text()
+        # the slice panels: not blank, the wheel moves the axial slice, a click on the
+        # coronal panel moves the axial plane
+        for plane in ("axial", "coronal", "sagittal"):
+            im = _png_of(page, f"#a0v-slice-{plane} canvas")
+            assert im.std() > 0.05, plane
+            assert np.mean(im[..., 1] > im[..., 0] + 0.1) > 0.002, plane  # zone outline
+        page.locator("#a0v-slice-axial canvas").hover()
+        before = page.locator("#a0v-slice-axial input").input_value()
+        page.mouse.wheel(0, 120)
+        page.wait_for_function(f"document.querySelector('#a0v-slice-axial input').value"
+                               f" !== '{before}'", timeout=5_000)
+        assert "LPS (" in page.locator("#a0v-slice-hover").inner_text()
+        cor = page.locator("#a0v-slice-coronal canvas").bounding_box()
+        assert cor is not None
+        ax0 = page.locator("#a0v-slice-axial input").input_value()
+        page.mouse.click(cor["x"] + cor["width"] / 2, cor["y"] + 0.2 * cor["height"])
+        assert page.locator("#a0v-slice-axial input").input_value() != ax0
+        assert axial_before is not None
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=False)
+    assert not errors, errors
+    assert not requests, requests
+    assert ready_ms < 30_000  # generous (shared CI machine); bench_report measures it
 
 
 @pytest.mark.slow

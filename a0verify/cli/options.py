@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from a0verify import SECOND_THRESHOLD_MM
+
 
 class SeedType(click.ParamType):
     """A point ``X,Y,Z`` in LPS millimetres."""
@@ -50,3 +52,11 @@ def progress_for(quiet: bool, verbose: bool) -> Any:
     if quiet and verbose:
         raise click.UsageError("give at most one of -q/--quiet and -v/--verbose")
     return Progress(QUIET if quiet else VERBOSE if verbose else NORMAL)
+
+
+second_threshold_option = click.option(
+    "--second-threshold", "second_threshold_mm", type=click.FloatRange(0.0, 50.0),
+    default=SECOND_THRESHOLD_MM, show_default=True,
+    help="Second, reading-aid threshold in mm: the report gives the share of the tumour "
+         "surface with a margin below it (margins of 5-10 mm still carry several times the "
+         "recurrence risk of margins over 10 mm). It does not change the verdict.")

@@ -12,7 +12,13 @@ from typing import Any
 import click
 
 from a0verify.cli.export_dicom_cmd import after_run, check_dicom_options, dicom_options
-from a0verify.cli.options import SEED, progress_for, threads_option, verbosity_options
+from a0verify.cli.options import (
+    SEED,
+    progress_for,
+    second_threshold_option,
+    threads_option,
+    verbosity_options,
+)
 from a0verify.errors import EXIT_NOT_A0
 
 _fail_option = click.option(
@@ -84,6 +90,7 @@ def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output directory (an earlier result in it is replaced as a whole).")
 @_threshold_option
+@second_threshold_option
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
 @threads_option
@@ -93,7 +100,8 @@ def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
 @verbosity_options
 def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: str | None,
         ablation_seeds: tuple, liver: str | None, pre_series: str | None,
-        post_series: str | None, out: str, threshold_mm: float, registration: str,
+        post_series: str | None, out: str, threshold_mm: float, second_threshold_mm: float,
+        registration: str,
         threads: int | None, tumor_structures: tuple[str, ...],
         ablation_structures: tuple[str, ...], dicom_out: bool, send_to: str | None,
         calling_aet: str, anonymize: bool, fail_unless_a0: bool, quiet: bool,
@@ -112,6 +120,7 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
     res = run_case(pre, post, out, tumor_path=tumor, ablation_path=ablation,
                    ablation_seeds=list(ablation_seeds), tumor_seeds=list(tumor_seeds),
                    liver_path=liver, threshold_mm=threshold_mm,
+                   second_threshold_mm=second_threshold_mm,
                    registration_method=registration, threads=threads,
                    pre_series=pre_series, post_series=post_series, progress=progress,
                    anonymize=anonymize, tumor_structures=tumor_structures,
@@ -132,15 +141,17 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
               help="Registration record from `a0verify register` (QA, uncertainty).")
 @click.option("--post", "post", metavar="IMG", help="Post CT, only as the figures' background.")
 @_threshold_option
+@second_threshold_option
 @_structure_option
 @dicom_options
 @_fail_option
 @verbosity_options
 def margin(tumor: str, ablation: str, out: str, transform: str | None,
            registration_json: str | None, post: str | None, threshold_mm: float,
-           tumor_structures: tuple[str, ...], ablation_structures: tuple[str, ...],
-           dicom_out: bool, send_to: str | None, calling_aet: str, anonymize: bool,
-           fail_unless_a0: bool, quiet: bool, verbose: bool) -> None:
+           second_threshold_mm: float, tumor_structures: tuple[str, ...],
+           ablation_structures: tuple[str, ...], dicom_out: bool, send_to: str | None,
+           calling_aet: str, anonymize: bool, fail_unless_a0: bool, quiet: bool,
+           verbose: bool) -> None:
     """Margin of a tumour and an ablation zone: masks aligned in physical space (any grids), or
     a pre-grid tumour carried over with --transform. RT Structure Sets are rasterised onto
     --post (or the ablation mask's grid)."""
@@ -148,7 +159,8 @@ def margin(tumor: str, ablation: str, out: str, transform: str | None,
 
     progress = progress_for(quiet, verbose)
     node = check_dicom_options(dicom_out, send_to)
-    res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm, transform_path=transform,
+    res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm,
+                      second_threshold_mm=second_threshold_mm, transform_path=transform,
                       registration_json=registration_json, post_path=post, progress=progress,
                       anonymize=anonymize, tumor_structures=tumor_structures,
                       ablation_structures=ablation_structures)

@@ -1,5 +1,9 @@
 """Numeric margin kernels: NumPy arrays in, arrays out. No I/O, no SimpleITK.
 
+Long module: the Numba kernels share one compilation cache, thread policy and conventions
+(EDT, shape-based interpolation, trilinear sampling, mesh distances, quadric patches); splitting
+them would scatter those.
+
 Conventions
 -----------
 * Arrays are indexed **(z, y, x)** (or, for the shape-based interpolation, with the *thick* axis
@@ -256,17 +260,6 @@ def _signed_from_edts(m: BoolArr, sp: F64, h: float, per_slice: bool) -> F32:
         d_out = _edt_sq_3d(m, float(sp[0]), float(sp[1]), float(sp[2]), not per_slice)
         d_in = _edt_sq_3d(~m, float(sp[0]), float(sp[1]), float(sp[2]), not per_slice)
         return _combine_signed(m, d_out, d_in, h)
-
-
-# --------------------------------------------------------------------------- label boxes
-def nonzero_box(arr: npt.NDArray[np.generic]
-                ) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
-    """Half-open (z, y, x) index box of the nonzero voxels of a 3-D array, or None when empty
-    (:func:`a0verify.geometry.nonzero_index_box`: per-slice maxima, one pass over the data)."""
-    from a0verify.geometry import nonzero_index_box
-
-    box = nonzero_index_box(np.asarray(arr))
-    return None if box is None else (box.lo_zyx, box.hi_zyx)
 
 
 # --------------------------------------------------------------------------- shape-based interp.

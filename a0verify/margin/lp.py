@@ -1,6 +1,9 @@
 """Small dense linear programs in Numba (a replacement for ``scipy.optimize.linprog`` on the
 quadric-patch fits of :mod:`a0verify.margin.core`).
 
+Long module: one solver (revised simplex on the dual, with its ratio tests, equilibration and
+Numba-compiled pivots) whose parts only make sense together.
+
 Problem
 -------
 minimise ``c . x`` subject to ``A_ub x <= b_ub`` and ``lo <= x <= hi`` (per variable, ``-inf`` /

@@ -14,7 +14,7 @@ import numpy as np
 
 from a0verify.errors import InputError
 from a0verify.io import atomic_path, write_image
-from a0verify.margin.api import LesionMargin, MarginResult
+from a0verify.margin.results import LesionMargin, MarginResult
 
 
 def write_margin_map(result: MarginResult, path: str | os.PathLike[str]) -> Path:

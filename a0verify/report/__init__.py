@@ -140,6 +140,26 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
     return outputs
 
 
+def set_second_threshold(report: dict[str, Any], surfaces: list[Any], second_mm: float) -> None:
+    """Give ``report`` a new second threshold: each lesion's surface fraction below it from its
+    stored surface mesh (the same per-vertex margins as the rest of the report)."""
+    from a0verify.margin import core
+    from a0verify.margin.surface import fraction_below
+
+    by_id = {int(s.lesion_id): s for s in surfaces}
+    for les in report["lesions"]:
+        s = by_id.get(int(les["id"]))
+        if s is None or len(s.faces) == 0:
+            les["surface_fraction_below_second_threshold"] = None
+            continue
+        area, _ = core.face_areas_normals(np.asarray(s.vertices_lps, float),
+                                          np.asarray(s.faces, np.int64))
+        les["surface_fraction_below_second_threshold"] = fraction_below(
+            np.asarray(s.faces, np.int64), area, np.asarray(s.margin_mm, float), second_mm)
+    report["second_threshold_mm"] = float(second_mm)
+    report["provenance"].setdefault("parameters", {})["second_threshold_mm"] = float(second_mm)
+
+
 def load_result(out_dir: str | Path) -> dict[str, Any]:
     """The validated report.json of the result directory ``out_dir``; InputError (one line)
     when the directory or report.json is missing, unreadable or not valid."""
@@ -159,9 +179,12 @@ def load_result(out_dir: str | Path) -> dict[str, Any]:
     return report
 
 
-def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
+def rerender(out_dir: str | Path, *, pdf: bool = False,
+             second_threshold_mm: float | None = None) -> dict[str, str]:
     """``a0verify report DIR``: validate DIR/report.json and render report.html (and the figure
     PNGs; ``report.pdf`` with ``pdf``) again from the stored artefacts. Returns {role: file}.
+    ``second_threshold_mm``: a new second threshold (its surface fractions are recomputed from
+    the stored surface mesh and written to report.json).
 
     Raises InputError when DIR or report.json is missing or invalid, or an artefact is missing.
     """
@@ -171,10 +194,17 @@ def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
     rj = d / "report.json"
     report = load_result(d)
     data = load_report_data(d, report)
+    changed = False
+    if second_threshold_mm is not None and second_threshold_mm != report.get(
+            "second_threshold_mm"):
+        set_second_threshold(report, data.surfaces, second_threshold_mm)
+        validate_report(report, str(rj))
+        changed = True
     written = write_html_report(report, d, data, pdf=pdf)
     new = {k: v for k, v in written.items() if report["outputs"].get(k) != v}
     if new:  # list new files (e.g. report.pdf) so a later run into DIR removes them
         report["outputs"].update(new)
+    if new or changed:
         write_json_atomic(rj, report)
     return written
 

@@ -5,8 +5,8 @@ radiological display convention: axial seen from the feet (patient's right on th
 anterior up), coronal seen from the front (right on the left, superior up), sagittal seen from the
 patient's right (anterior on the left, superior up).
 
-Margin colours everywhere use one diverging map centred on the threshold (:func:`margin_norm`):
-red = thinner than required, white = exactly the threshold, blue = more than required.
+Margin colours everywhere come from one :class:`a0verify.report.colours.MarginScale`: red =
+thinner than required, white = exactly the threshold, blue = more than required.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from a0verify import geometry
+from a0verify.report.colours import MarginScale, margin_scale
 from a0verify.report.slicer import ABLATION_RGB, Surface
 
 F64 = npt.NDArray[np.float64]
-CMAP = "RdBu"  # low (thin margin) red, high blue
 CT_WINDOW = (-160.0, 240.0)  # HU, soft tissue / liver
 PANEL_PX = 256
 PNG_LEVEL = 3  # zlib level: fast to write, files ~10 % larger than level 9
@@ -42,18 +42,6 @@ def _figure(**kwargs: Any) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(**kwargs)
-
-
-def _cmap(name: str) -> Any:
-    import matplotlib
-
-    return matplotlib.colormaps[name]
-
-
-def margin_norm(threshold_mm: float) -> tuple[float, float]:
-    """Colour limits (mm) of the margin map, centred on the threshold: threshold ± max(thr, 2)."""
-    r = max(float(threshold_mm), 2.0)
-    return threshold_mm - r, threshold_mm + r
 
 
 def _png(fig: Any, dpi: int = 100) -> bytes:
@@ -219,21 +207,10 @@ def _shell_deficit(plane: Plane, surface: Surface | None, tumor2d: F64 | None,
 
 
 # --------------------------------------------------------------------------- figures
-def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
-                  ablation: sitk.Image, margin_map: sitk.Image | None,
-                  surfaces: Sequence[Surface], lesion_id: int, point_lps: npt.ArrayLike,
-                  min_margin_mm: float, threshold_mm: float) -> bytes:
-    """Axial / coronal / sagittal views of the post CT through the thinnest-margin point.
-
-    Shown: CT (soft-tissue window; black when no CT is given), ablation-zone contour (green),
-    tumour contour cut from the tumour surface mesh and coloured by the margin (diverging map
-    centred on the threshold), tissue within ``threshold_mm`` of the tumour that is not ablated
-    (red hatch), unablated tumour (solid red), and the thinnest point (magenta cross-hair).
-    """
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.collections import LineCollection
-    from matplotlib.colors import Normalize
-
+def view_cube(surfaces: Sequence[Surface], lesion_id: int, point_lps: npt.ArrayLike,
+              threshold_mm: float) -> tuple[F64, float]:
+    """Centre (LPS mm) and half-width (mm) of the cube the views show: lesion ``lesion_id``'s
+    surface with threshold + 12 mm around it (half-width 25-90 mm), holding ``point_lps``."""
     surf = next((s for s in surfaces if s.lesion_id == lesion_id), None)
     pt = np.asarray(point_lps, float)
     if surf is not None and len(surf.vertices_lps):
@@ -242,15 +219,35 @@ def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
     else:
         center, radius = pt, 10.0
     half = float(np.clip(radius + max(threshold_mm, 2.0) + 12.0, 25.0, 90.0))
-    half = max(half, float(np.max(np.abs(pt - center))) + 5.0)
+    return center, max(half, float(np.max(np.abs(pt - center))) + 5.0)
+
+
+def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
+                  ablation: sitk.Image, margin_map: sitk.Image | None,
+                  surfaces: Sequence[Surface], lesion_id: int, point_lps: npt.ArrayLike,
+                  min_margin_mm: float, threshold_mm: float,
+                  scale: MarginScale | None = None) -> bytes:
+    """Axial / coronal / sagittal views of the post CT through the thinnest-margin point.
+
+    Shown: CT (soft-tissue window; black when no CT is given), ablation-zone contour (green),
+    tumour contour cut from the tumour surface mesh and coloured by the margin (diverging map
+    centred on the threshold; ``scale``, by default from the surfaces' margins), tissue within
+    ``threshold_mm`` of the tumour that is not ablated (red hatch), unablated tumour (solid red),
+    and the thinnest point (magenta cross-hair).
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import LineCollection
+    surf = next((s for s in surfaces if s.lesion_id == lesion_id), None)
+    pt = np.asarray(point_lps, float)
+    center, half = view_cube(surfaces, lesion_id, pt, threshold_mm)
     planes = make_planes(pt, center, half)
     background = crop_to_cube(background, center, half)
     abl_f = binary_float(crop_to_cube(ablation, center, half))
     tum_f = binary_float(crop_to_cube(tumor, center, half))
     margin_map = crop_to_cube(margin_map, center, half)
-    lo, hi = margin_norm(threshold_mm)
-    norm = Normalize(lo, hi)
-    cmap = _cmap(CMAP).with_extremes(bad="0.6")
+    if scale is None:
+        scale = margin_scale(threshold_mm, None, [su.margin_mm for su in surfaces])
+    cmap, norm = scale.matplotlib()
 
     # fixed layout (inches): three square panels, titles above, colour bar below; one draw
     fw, fh, side, gap = 13.5, 5.8, 4.2, 0.225
@@ -320,9 +317,11 @@ def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
                 ha="center", va="center", fontsize=9)
     sm = ScalarMappable(norm=norm, cmap=cmap)
     cax = fig.add_axes((0.1, 0.42 / fh, 0.8, 0.17 / fh))
-    cb = fig.colorbar(sm, cax=cax, orientation="horizontal", extend="both")
+    cb = fig.colorbar(sm, cax=cax, orientation="horizontal", extend="both", ticks=scale.ticks())
+    second = ("" if scale.second_threshold is None
+              else f", second threshold {scale.second_threshold:g} mm")
     cb.set_label(f"margin at the tumour surface (mm); white = threshold {threshold_mm:g} mm, "
-                 "red = thinner")
+                 f"red = thinner{second}")
     fig.suptitle(f"Thinnest margin {min_margin_mm:.1f} mm at the magenta circle (lesion "
                  f"{lesion_id}).  Green: ablation zone.  Coloured line: tumour.\nRed hatch: "
                  f"tissue within {threshold_mm:g} mm of the tumour that is not ablated.",
@@ -331,34 +330,46 @@ def triplanar_png(*, background: sitk.Image | None, tumor: sitk.Image | None,
 
 
 def histogram_png(surfaces: Sequence[Surface], threshold_mm: float,
-                  fraction_below: float | None = None) -> bytes:
-    """Area-weighted histogram of the tumour-surface margins (mm) of all lesions, bars coloured
-    like the views, with 0 mm and the threshold marked. The title states ``fraction_below``
-    (surface fraction with margin < threshold, e.g. from report.json; estimated from the vertex
-    areas when None). No surface gives an empty plot."""
-    from matplotlib.colors import Normalize
-
+                  fraction_below: float | None = None, scale: MarginScale | None = None,
+                  fraction_below_second: float | None = None) -> bytes:
+    """Area-weighted histogram of the tumour-surface margins (mm) of all lesions over their whole
+    range (nothing clipped), bars coloured like the views (``scale``), with 0 mm, the threshold
+    and the second threshold (``scale.second_threshold``) marked. The title states
+    ``fraction_below`` and ``fraction_below_second`` (surface fractions with margin below each
+    threshold, e.g. from report.json; estimated from the vertex areas when None). No surface
+    gives an empty plot."""
     m = np.concatenate([s.margin_mm for s in surfaces]) if surfaces else np.zeros(0)
     w = np.concatenate([_vertex_areas(s) for s in surfaces]) if surfaces else np.zeros(0)
+    if scale is None:
+        scale = margin_scale(threshold_mm, None, [m])
+    second = scale.second_threshold
     fig = _figure(figsize=(7.0, 3.2))
-    ax = fig.add_axes((0.1, 0.15, 0.88, 0.76))  # fixed layout: one draw
+    ax = fig.add_axes((0.1, 0.15, 0.88, 0.74))  # fixed layout: one draw
+
+    def share(level: float, given: float | None) -> float:
+        if given is not None:
+            return float(given)
+        return float(w[m < level].sum() / max(float(w.sum()), 1e-12))
+
     if m.size:
         lo = min(float(m.min()), 0.0) - 0.5
-        hi = max(float(m.max()), threshold_mm) + 0.5
-        edges = np.linspace(lo, hi, 51)
+        hi = max(float(m.max()), threshold_mm, second or 0.0) + 0.5
+        edges = np.linspace(lo, hi, 61)
         counts, _ = np.histogram(m, bins=edges, weights=w)
         centers = 0.5 * (edges[1:] + edges[:-1])
-        cmap = _cmap(CMAP)
-        norm = Normalize(*margin_norm(threshold_mm))
-        ax.bar(centers, counts, width=np.diff(edges), color=cmap(norm(centers)),
+        ax.bar(centers, counts, width=np.diff(edges), color=scale.rgb(centers),
                edgecolor="0.3", linewidth=0.3)
-        below = (float(w[m < threshold_mm].sum() / max(w.sum(), 1e-12))
-                 if fraction_below is None else float(fraction_below))
-        ax.set_title(f"{100 * below:.1f} % of the tumour surface has a margin below "
-                     f"{threshold_mm:g} mm", fontsize=11)
+        title = (f"{100 * share(threshold_mm, fraction_below):.1f} % of the tumour surface "
+                 f"below {threshold_mm:g} mm")
+        if second is not None:
+            title += (f", {100 * share(second, fraction_below_second):.1f} % below "
+                      f"{second:g} mm")
+        ax.set_title(title + f" (smallest {float(m.min()):.1f} mm)", fontsize=10.5)
     ax.axvline(0.0, color="black", lw=1.5, label="0 mm (zone boundary)")
     ax.axvline(threshold_mm, color="darkorange", lw=2, ls="--",
                label=f"threshold {threshold_mm:g} mm")
+    if second is not None:
+        ax.axvline(second, color="0.35", lw=1.5, ls=":", label=f"second threshold {second:g} mm")
     ax.set_xlabel("margin at the tumour surface (mm, positive inside the ablation zone)")
     ax.set_ylabel("surface area (mm²)")
     ax.legend(loc="best", fontsize=8)

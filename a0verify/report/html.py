@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import numpy as np
 import SimpleITK as sitk
+from markupsafe import Markup
 
 from a0verify import geometry
 from a0verify.errors import InputError
 from a0verify.io import atomic_path, write_text_atomic
-from a0verify.report import figures
+from a0verify.report import explain, figures
+from a0verify.report.colours import MarginScale, margin_scale
 from a0verify.report.slicer import Surface
 
 if TYPE_CHECKING:
@@ -97,35 +99,33 @@ def flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-#: registration metrics shown first (dotted keys of ``metrics``; others go to the details list)
-KEY_METRICS = ("similarity_roi.before.ncc", "similarity_roi.after.ncc",
-               "similarity_roi.before.mattes_mi", "similarity_roi.after.mattes_mi",
-               "displacement_mm.p95", "displacement_mm.max", "deformable_displacement_mm.p95",
-               "deformable_displacement_mm.max", "jacobian_roi.min", "jacobian_roi.max",
-               "jacobian_zone.mean", "jacobian_folding_fraction")
-
-
-def _key_metrics(reg: dict[str, Any]) -> list[tuple[str, str]]:
-    flat = dict(flatten(reg.get("metrics", {})))
-    rows = [(k, flat[k]) for k in KEY_METRICS if k in flat]
-    if "uncertainty_mm" in reg:
-        rows.append(("uncertainty_mm (95 % half-width)", _fmt(reg["uncertainty_mm"])))
-    return rows
-
-
 def _ras(p: Any) -> list[float]:
     return [float(v) for v in geometry.lps_to_ras(np.asarray(p, float))]
 
 
-def _fraction_below(report: dict[str, Any]) -> float | None:
-    """Surface-area fraction of all lesions with margin < threshold (from report.json)."""
+def fraction_below(report: dict[str, Any], second: bool = False) -> float | None:
+    """Surface-area fraction of all lesions with margin below the threshold (``second``: below
+    the second threshold; None when the report holds no such figure), from report.json."""
     area = below = 0.0
     for les in report["lesions"]:
         a = float(les.get("surface_area_mm2", 0.0))
         f = les["surface_fraction"]
+        if second:
+            v = les.get("surface_fraction_below_second_threshold")
+            if v is None:
+                return None
+            part = float(v)
+        else:
+            part = float(f["below_zero"]) + float(f["below_threshold"])
         area += a
-        below += a * (float(f["below_zero"]) + float(f["below_threshold"]))
+        below += a * part
     return below / area if area > 0 else None
+
+
+def case_scale(report: dict[str, Any], data: ReportData) -> MarginScale:
+    """The margin colour scale of the case (every figure and the page's viewers)."""
+    return margin_scale(float(report["threshold_mm"]), report.get("second_threshold_mm"),
+                        [s.margin_mm for s in data.surfaces])
 
 
 def figures_2d(report: dict[str, Any], data: ReportData) -> dict[str, tuple[str, bytes]]:
@@ -134,15 +134,18 @@ def figures_2d(report: dict[str, Any], data: ReportData) -> dict[str, tuple[str,
     thr = float(report["threshold_mm"])
     lid = int(report["min_margin_lesion_id"])
     pt = report["min_margin_point_lps"]
+    scale = case_scale(report, data)
     out: dict[str, tuple[str, bytes]] = {}
     out["views"] = ("Axial, coronal and sagittal views of the post-ablation CT through the "
                     "thinnest-margin point", figures.triplanar_png(
                         background=data.background, tumor=data.tumor, ablation=data.ablation,
                         margin_map=data.margin_map, surfaces=data.surfaces, lesion_id=lid,
                         point_lps=pt, min_margin_mm=float(report["min_margin_mm"]),
-                        threshold_mm=thr))
-    out["histogram"] = ("Margins over the tumour surface (area-weighted)",
-                        figures.histogram_png(data.surfaces, thr, _fraction_below(report)))
+                        threshold_mm=thr, scale=scale))
+    out["histogram"] = ("Margins over the tumour surface (area-weighted; the same per-vertex "
+                        "margins as the colours and the surface mesh)",
+                        figures.histogram_png(data.surfaces, thr, fraction_below(report), scale,
+                                              fraction_below(report, second=True)))
     if data.qa_images:
         surf = next((s for s in data.surfaces if s.lesion_id == lid), None)
         centre = surf.vertices_lps.mean(axis=0) if surf is not None else np.asarray(pt, float)
@@ -191,7 +194,7 @@ class FigureJobs:
         from a0verify.parallel import run_in_worker
 
         renders = viz.RenderJob(data.surfaces, data.ablation, report["min_margin_point_lps"],
-                                float(report["threshold_mm"]),
+                                case_scale(report, data),
                                 worker=workers.render if workers else None)
         flat = (workers.flat.submit(figures_2d, report, data) if workers else
                 run_in_worker("2-D figures", figures_2d, report, data, nice=5))
@@ -214,16 +217,19 @@ def build_figures(report: dict[str, Any], data: ReportData,
 
 
 def render_html(report: dict[str, Any], figs: dict[str, tuple[str, bytes]],
-                render_seconds: float | None = None) -> str:
-    """The report page as one string (every image inline)."""
+                render_seconds: float | None = None, explore_json: str | None = None) -> str:
+    """The report page as one string (every image and script inline). ``explore_json``: the
+    interactive views' data (:func:`a0verify.report.explore.payload_json`); None leaves the
+    interactive section out (static figures only)."""
+    from a0verify.report import explore
+    from a0verify.viz import direction_words
+
     b64 = {role: (cap, base64.b64encode(png).decode("ascii")) for role, (cap, png) in figs.items()}
     reg = report.get("registration")
     lesions = []
     for les in report["lesions"]:
         patches = []
         for p in les.get("deficit_patches", []):
-            from a0verify.viz import direction_words
-
             patches.append({**p, "centroid_ras": _ras(p["centroid_lps"]),
                             "toward": direction_words(p["outward_direction_lps"])})
         lesions.append({**les, "patches": patches})
@@ -231,18 +237,25 @@ def render_html(report: dict[str, Any], figs: dict[str, tuple[str, bytes]],
     inputs = [(k, v, prov.get("input_sha256", {}).get(k)) for k, v in prov.get("inputs", {}).items()
               if v is not None]
     v = report["verdict"]
+    three_js = viewer_js = ""
+    if explore_json is not None:
+        three_js, viewer_js = explore.scripts()
     return _env().get_template("report.html.j2").render(
         r=report, lesions=lesions, figs=b64, verdict_text=VERDICT_TEXT.get(v, v),
         verdict_colour=VERDICT_COLOUR.get(v, "#444"),
-        reg=reg, reg_metrics=flatten(reg.get("metrics", {})) if reg else [],
-        reg_key=_key_metrics(reg) if reg else [],
+        reg=reg, reg_sentences=explain.registration_sentences(reg) if reg else [],
+        reg_metrics=flatten(reg.get("metrics", {})) if reg else [],
         reg_other=flatten({k: x for k, x in reg.items() if k not in ("metrics", "warnings")})
         if reg else [],
+        method=explain.method_tag(report),
+        below2=fraction_below(report, second=True),
         inputs=inputs, parameters=flatten(prov.get("parameters", {})),
         versions=sorted(prov.get("package_versions", {}).items()),
         timings=flatten(prov.get("timings_s", {})), render_seconds=render_seconds,
         provenance_json=json.dumps(prov, indent=2, sort_keys=True, default=str),
         outputs=sorted(report.get("outputs", {}).items()),
+        explore_json=Markup(explore_json) if explore_json is not None else None,
+        three_js=Markup(three_js), viewer_js=Markup(viewer_js),
     )
 
 
@@ -252,8 +265,14 @@ def write_html_report(report: dict[str, Any], out_dir: str | Path, data: ReportD
     """Render the figures (also written as PNG files) and ``report.html`` into ``out_dir``
     atomically. With ``pdf`` also ``report.pdf`` (needs weasyprint; InputError if missing).
     Returns {role: file name}."""
+    from a0verify.report import explore
+
     t0 = time.perf_counter()
     out = Path(out_dir)
+    if jobs is None:
+        jobs = FigureJobs.start(report, data)
+    # the interactive views' data is made here while the workers draw the figures
+    payload = explore.payload_json(report, data, case_scale(report, data))
     figs = build_figures(report, data, jobs)
     written: dict[str, str] = {}
     for role, (_, png) in figs.items():
@@ -261,7 +280,8 @@ def write_html_report(report: dict[str, Any], out_dir: str | Path, data: ReportD
         with atomic_path(out / name) as tmp:
             tmp.write_bytes(png)
         written[f"figure_{role}"] = name
-    html = render_html(report, figs, render_seconds=time.perf_counter() - t0)
+    html = render_html(report, figs, render_seconds=time.perf_counter() - t0,
+                       explore_json=payload)
     write_text_atomic(out / "report.html", html)
     written["report_html"] = "report.html"
     if pdf:

@@ -14,7 +14,7 @@ from a0verify import SIGN_CONVENTION, __version__
 from a0verify.margin import MarginResult
 from a0verify.verdict import CaseVerdict
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: Packages whose versions every report records.
 PACKAGES = ("SimpleITK", "itk-elastix", "numpy", "numba", "scipy", "scikit-image", "pyvista",
@@ -70,6 +70,8 @@ def build_report(
         "command": command,
         "verdict": verdict.verdict,
         "threshold_mm": margin.threshold_mm,
+        "second_threshold_mm": margin.second_threshold_mm,
+        "margin_method": margin.method_record(),
         "min_margin_mm": worst["min_margin_mm"],
         "min_margin_lesion_id": worst["id"],
         "min_margin_point_lps": worst["min_margin_point_lps"],

@@ -48,15 +48,7 @@ def nonzero_box(mask: sitk.Image, pad: int = 1) -> geometry.IndexBox:
     box = geometry.nonzero_index_box(arr)
     if box is None:
         return geometry.IndexBox((0, 0, 0), (1, 1, 1))
-    lo = tuple(max(0, v - pad) for v in box.lo_zyx)
-    hi = tuple(min(n, v + pad) for v, n in zip(box.hi_zyx, arr.shape, strict=True))
-    return geometry.IndexBox(lo, hi)  # type: ignore[arg-type]
-
-
-def _union_box(a: geometry.IndexBox, b: geometry.IndexBox) -> geometry.IndexBox:
-    lo = tuple(min(x, y) for x, y in zip(a.lo_zyx, b.lo_zyx, strict=True))
-    hi = tuple(max(x, y) for x, y in zip(a.hi_zyx, b.hi_zyx, strict=True))
-    return geometry.IndexBox(lo, hi)  # type: ignore[arg-type]
+    return geometry.pad_box(box, pad, arr.shape)
 
 
 def write_segmentation(path: str | Path, ablation: sitk.Image,
@@ -72,7 +64,7 @@ def write_segmentation(path: str | Path, ablation: sitk.Image,
         raise ValueError("tumour and ablation masks must share the post grid")
     box = nonzero_box(ablation)
     if tumor is not None:
-        box = _union_box(box, nonzero_box(tumor))
+        box = geometry.union_box(box, nonzero_box(tumor))
     abl = sitk.GetArrayFromImage(geometry.crop(ablation, box)) != 0
     layers: list[npt.NDArray[np.uint8]] = []
     segments: list[Segment] = []
