@@ -59,7 +59,7 @@ def test_seed_outside_exit_2_one_line(post: tuple[Path, sitk.Image], tmp_path: P
                                   "0,0,900", "--out", str(out)])
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()
-    assert len(lines) == 1 and "lies outside post-ablation CT image" in lines[0]
+    assert len(lines) == 1 and "(--seed): seed (0, 0, 900) LPS mm lies outside" in lines[0]
     assert str(path) in lines[0]
     assert not out.exists()
 
