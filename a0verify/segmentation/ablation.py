@@ -245,7 +245,7 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
         region = morph.component_touching(_window(r, model.lo, model.hi), r.marker)
         if region.sum() * vox_ml > p.max_volume_ml:  # last chance: a wide neck cut
             sub = morph.bbox(region, 2, region.shape)
-            region[sub] = morph.neck_cut(region[sub], r.marker[sub], p.neck_max_mm, sp)
+            region[sub] = morph.neck_cut_fast(region[sub], r.marker[sub], p.neck_max_mm, sp)
         if region.sum() * vox_ml > p.max_volume_ml:
             raise SegmentationError(
                 f"ablation segmentation from seed {label} leaked: more than "
@@ -257,7 +257,7 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
         if _touches(region, r.open_faces):
             sub = morph.bbox(region, 2, region.shape)
             cut = np.zeros_like(region)
-            cut[sub] = morph.neck_cut(region[sub], r.marker[sub], p.neck_radius_mm, sp)
+            cut[sub] = morph.neck_cut_fast(region[sub], r.marker[sub], p.neck_radius_mm, sp)
             if _touches(cut, r.open_faces) and pad < p.roi_pad_max_mm:
                 pad = min(pad * p.roi_growth, p.roi_pad_max_mm)
                 r = _roi(image, seed_lps, pad, p)
@@ -268,9 +268,15 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     wider = morph.component_touching(_window(r, model.lo, model.hi + step), r.marker)
     stability = float(wider.sum()) / max(float(region.sum()), 1.0)
     sub = morph.bbox(region, int(np.ceil(4.0 / sp.min())) + 2, region.shape)
-    depth = float(morph.edt(region[sub], sp).max())
+    depth = _depth_at_seed(region, r, sp)
     neck = float(np.clip(p.neck_fraction * depth, p.neck_radius_mm, p.neck_max_mm))
-    reg = morph.neck_cut(region[sub], r.marker[sub], neck, sp)
+    reg = morph.neck_cut_fast(region[sub], r.marker[sub], neck, sp)
+    if not reg.any():
+        raise SegmentationError(f"ablation seed {label}: no non-enhancing tissue at the seed")
+    sub2 = morph.bbox(reg, int(np.ceil(4.0 / sp.min())) + 2, reg.shape)  # after the cut
+    reg = reg[sub2]
+    sub = tuple(slice(a.start + b.start, a.start + b.stop) for a, b in zip(sub, sub2,
+                                                                           strict=True))
     hull = morph.close(reg, p.artefact_close_mm, sp)
     reg = morph.close(reg, p.close_radius_mm, sp) | (hull & r.art[sub])
     reg = morph.component_touching(np.asarray(ndimage.binary_fill_holes(reg)), r.marker[sub])
@@ -282,6 +288,16 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
             "is the seed inside the non-enhancing ablation zone?")
     model.stats["neck_radius_mm"] = neck
     return _Part(out, r.box, model, stability, pad)
+
+
+def _depth_at_seed(region: BoolArray, r: _Roi, sp: F64) -> float:
+    """Radius (mm) of the largest ball inside ``region`` near the seed (within 15 mm): the
+    zone's own thickness, which a leak elsewhere does not inflate."""
+    near = morph.ball(region.shape, r.seed, 15.0, sp)
+    sub = morph.bbox(near, 1, region.shape)
+    d = morph.edt(np.pad(region[sub], 1), sp)[1:-1, 1:-1, 1:-1]
+    vals = d[near[sub] & region[sub]]
+    return float(vals.max()) if vals.size else 0.0
 
 
 def _fmt(seed: npt.ArrayLike) -> str:

@@ -24,9 +24,26 @@ def edt(mask: BoolArray, spacing: F64) -> F64:
     return np.asarray(ndimage.distance_transform_edt(mask, sampling=spacing))
 
 
+def ball_element(r_mm: float, spacing: F64) -> BoolArray:
+    """Structuring element: voxel offsets within ``r_mm`` (mm, anisotropic spacing)."""
+    h = np.floor(r_mm / spacing + 1e-9).astype(int)
+    g = np.ogrid[tuple(slice(-k, k + 1) for k in h)]
+    d2 = sum((gi * s) ** 2 for gi, s in zip(g, spacing, strict=True))
+    return np.asarray(d2 <= r_mm * r_mm + 1e-9)
+
+
 def dilate(mask: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
-    """Dilation by a ball of ``r_mm``."""
-    return np.asarray(mask | (edt(~mask, spacing) <= r_mm))
+    """Dilation by a ball of ``r_mm`` (small radii by a structuring element, larger ones through
+    a distance transform of the mask's bounding box grown by the radius)."""
+    if not mask.any() or r_mm <= 0:
+        return mask
+    el = ball_element(r_mm, spacing)
+    if el.sum() <= 125:
+        return np.asarray(ndimage.binary_dilation(mask, structure=el))
+    sub = bbox(mask, int(np.ceil(r_mm / float(spacing.min()))) + 1, mask.shape)
+    out = np.zeros_like(mask)
+    out[sub] = mask[sub] | (edt(~mask[sub], spacing) <= r_mm)
+    return out
 
 
 def erode(mask: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
@@ -100,3 +117,35 @@ def bbox(mask: BoolArray, margin: int, shape: tuple[int, ...]) -> tuple[slice, .
     lo = np.maximum(idx.min(axis=0) - margin, 0)
     hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def neck_cut_fast(region: BoolArray, marker: BoolArray, r_mm: float, spacing: F64,
+                  max_voxels: int = 1_500_000) -> BoolArray:
+    """:func:`neck_cut` computed on a grid coarsened (integer factors, finest axes first) until
+    it has at most ``max_voxels`` voxels, then applied to the full-resolution ``region``. The
+    opening radius is at least one coarse voxel, so the result differs from the exact cut only
+    within a coarse voxel of the cut surfaces."""
+    if region.size <= max_voxels or not region.any():
+        return neck_cut(region, marker, r_mm, spacing)
+    f = np.ones(3, int)
+    while region.size / np.prod(f) > max_voxels:
+        ax = int(np.argmin(spacing * f))
+        f[ax] += 1
+    sl = tuple(slice(0, None, int(k)) for k in f)
+    sp_c = spacing * f
+    reg_c = region[sl]
+    mk_c = ndimage.binary_dilation(marker, iterations=1)[sl] & reg_c
+    if not mk_c.any():
+        mk_c = marker[sl]
+    r = max(r_mm, float(sp_c.max()))
+    opened = dilate(erode(reg_c, r, sp_c), r, sp_c)
+    core = component_touching(opened, mk_c & opened) if (mk_c & opened).any() else \
+        component_touching(opened, mk_c)
+    if not core.any():
+        return region
+    keep_c = dilate(core, r + float(sp_c.max()), sp_c)
+    keep = keep_c
+    for ax, k in enumerate(f):
+        keep = np.repeat(keep, int(k), axis=ax)
+    keep = keep[tuple(slice(0, n) for n in region.shape)]
+    return component_touching(region & keep, marker)

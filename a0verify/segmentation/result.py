@@ -129,7 +129,12 @@ def assess(sm: npt.NDArray[np.floating[Any]], region: npt.NDArray[np.bool_],
     elif stability > 1.25:
         reasons.append("the boundary is threshold-sensitive")
         worse("review")
-    if abs(contrast) < min_contrast_hu:
+    if abs(contrast) < 0.4 * min_contrast_hu:
+        reasons.append(f"its surroundings look like its inside ({contrast:+.0f} HU): it has "
+                       "probably leaked out of the lesion")
+        worse("poor")
+        leak = 1.0
+    elif abs(contrast) < min_contrast_hu:
         reasons.append(f"low contrast against its surroundings ({abs(contrast):.0f} HU)")
         worse("review")
     if touches_edge:
