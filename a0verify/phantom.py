@@ -14,6 +14,9 @@ Truth: for a sphere tumour of radius r centred at c inside a convex zone E, the 
 margin is exactly ``MAM = sd_E(c) - r`` with sd_E the signed distance to the boundary of E
 (positive inside), because sd_E is 1-Lipschitz and the sphere point towards the nearest boundary
 point attains it. ``sd_E`` for an ellipsoid is found by a 1-D root find (:func:`ellipsoid_sd`).
+
+Long module: one generator whose parts (anatomy, motion, lesions, zones, analytic truth) share
+the spec and the truth model; split apart they would each need all of it.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def _raw_deformation(x: F64, spec: PhantomSpec) -> F64:
     return d
 
 
-def _lesion_anchors_post(spec: PhantomSpec) -> F64:
+def lesion_anchors_post(spec: PhantomSpec) -> F64:
     """Approximate post-space lesion centres (rigid part only) used to lock the deformation."""
     r = _rigid(spec)
     c_pre = np.array([les.center_lps for les in spec.lesions], np.float64)
@@ -175,10 +178,10 @@ def _lesion_anchors_post(spec: PhantomSpec) -> F64:
     return (c_pre - r["c"] - r["t"]) @ r["R"] + r["c"]
 
 
-def _deformation(x: F64, spec: PhantomSpec) -> F64:
+def deformation(x: F64, spec: PhantomSpec) -> F64:
     """Displacement d(x), exactly constant within the lock radius of each lesion anchor."""
     d = _raw_deformation(x, spec)
-    anchors = _lesion_anchors_post(spec)
+    anchors = lesion_anchors_post(spec)
     r0 = spec.lesion_rigid_radius_mm
     r1 = r0 + 40.0
     for a in anchors:
@@ -193,7 +196,7 @@ def post_to_pre(x_post: npt.ArrayLike, spec: PhantomSpec) -> F64:
     """The true transform T: post-space LPS points (..., 3) to pre-space LPS points."""
     x = np.asarray(x_post, np.float64)
     r = _rigid(spec)
-    return (x - r["c"]) @ r["R"].T + r["c"] + r["t"] + _deformation(x, spec)
+    return (x - r["c"]) @ r["R"].T + r["c"] + r["t"] + deformation(x, spec)
 
 
 def pre_to_post(y_pre: npt.ArrayLike, spec: PhantomSpec, iters: int = 50) -> F64:
@@ -202,7 +205,7 @@ def pre_to_post(y_pre: npt.ArrayLike, spec: PhantomSpec, iters: int = 50) -> F64
     r = _rigid(spec)
     x = (y - r["c"] - r["t"]) @ r["R"] + r["c"]
     for _ in range(iters):
-        x = (y - r["c"] - r["t"] - _deformation(x, spec)) @ r["R"] + r["c"]
+        x = (y - r["c"] - r["t"] - deformation(x, spec)) @ r["R"] + r["c"]
     return x
 
 
@@ -238,7 +241,7 @@ def _vessel_tree(n: int = 70, seed: int = 20261121) -> list[tuple[F64, F64, floa
 _VESSELS = _vessel_tree()
 
 
-def _vessels_clear_of(lesions: list[LesionSpec], gap_mm: float = 6.0
+def vessels_clear_of(lesions: list[LesionSpec], gap_mm: float = 6.0
                       ) -> list[tuple[F64, F64, float]]:
     """The vessel tree without segments passing within ``gap_mm`` of a tumour (keeps the
     tumour and its ablation zone free of vessel contact, so test truths stay clean)."""
@@ -257,7 +260,7 @@ def _vessels_clear_of(lesions: list[LesionSpec], gap_mm: float = 6.0
     return out
 
 
-def _anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
+def anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
     """HU of the noise-free anatomy at pre-space points y (..., 3)."""
     hu = np.full(y.shape[:-1], -1000.0)
     body = (y[..., 0] / 150.0) ** 2 + ((y[..., 1] - 5) / 115.0) ** 2 <= 1.0
@@ -275,7 +278,7 @@ def _anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
     hu[liver] += 4.0 * (np.sin(lp[:, 0] / 9.0) * np.cos(lp[:, 1] / 11.0)
                         + np.sin(lp[:, 2] / 13.0 + lp[:, 0] / 17.0))
     vessel = np.zeros(len(lp), bool)
-    for a, b, rad in _vessels_clear_of(spec.lesions):
+    for a, b, rad in vessels_clear_of(spec.lesions):
         vessel |= _in_cylinder(lp, a, b, rad)
     hu_l = hu[liver]
     hu_l[vessel] = 175.0
@@ -291,7 +294,7 @@ def _anatomy(y: F64, spec: PhantomSpec, with_tumors: bool) -> F64:
     return hu
 
 
-def _zone_for(les: LesionSpec, center_post: F64) -> tuple[F64, F64, F64]:
+def zone_for(les: LesionSpec, center_post: F64) -> tuple[F64, F64, F64]:
     """Ellipsoidal zone (centre, semi-axes, rotation) giving exactly ``les.target_margin_mm``.
 
     The zone's smallest semi-axis b lies along its local y; the zone centre is offset from the
@@ -320,7 +323,7 @@ def make_phantom(spec: PhantomSpec | None = None) -> PhantomCase:
 
     # Pre scan and tumour labels.
     y = geometry.voxel_centers_lps(pre_grid)
-    pre_hu = _anatomy(y, spec, with_tumors=True)
+    pre_hu = anatomy(y, spec, with_tumors=True)
     tumor_lab = np.zeros(pre_hu.shape, np.uint16)
     for i, les in enumerate(spec.lesions, start=1):
         tumor_lab[np.linalg.norm(y - np.asarray(les.center_lps), axis=-1) <= les.radius_mm] = i
@@ -328,12 +331,12 @@ def make_phantom(spec: PhantomSpec | None = None) -> PhantomCase:
 
     # Post scan: anatomy at T(x), then ablation zones in post space.
     x = geometry.voxel_centers_lps(post_grid)
-    post_hu = _anatomy(post_to_pre(x, spec), spec, with_tumors=False)
+    post_hu = anatomy(post_to_pre(x, spec), spec, with_tumors=False)
     abl = np.zeros(post_hu.shape, np.uint8)
     truth: list[LesionTruth] = []
     for i, les in enumerate(spec.lesions, start=1):
         c_post = pre_to_post(np.asarray(les.center_lps, np.float64)[None], spec)[0]
-        zc, axes, rot = _zone_for(les, c_post)
+        zc, axes, rot = zone_for(les, c_post)
         sd = ellipsoid_sd_grid(x, zc, axes, rot)
         rim = (sd < 0) & (sd >= -1.5)
         post_hu[rim] = np.maximum(post_hu[rim], 125.0)

@@ -43,7 +43,8 @@ def _cpu() -> float:
 def _worker(method: str, work: Path, threads: int) -> None:
     import SimpleITK as sitk
 
-    from a0verify.registration import register, set_threads
+    from a0verify.parallel import limit_threads as set_threads
+    from a0verify.registration import register
 
     set_threads(threads)
     post = sitk.ReadImage(str(work / "post.nrrd"))

@@ -16,9 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from a0verify import summary as summ
-from a0verify.batch import ProgressParser, read_sample_sheet, resolve_profile, workflow_root
+from a0verify.batch import ProgressParser, resolve_profile
 from a0verify.cli import main
 from a0verify.errors import InputError
+from a0verify.workflow import read_sample_sheet, workflow_root
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "case_id\tpre\tpost\ttumor\tablation\n"
@@ -250,12 +251,12 @@ def test_batch_cli_help_lists_options() -> None:
 
 
 def test_batch_lock_refuses_live_batch_and_detects_stale(tmp_path: Path) -> None:
-    from a0verify.batch import _BatchLock
+    from a0verify.batch import BatchLock
 
     dead = subprocess.Popen(["true"])
     dead.wait()
     (tmp_path / ".a0verify-batch.pid").write_text(f"{dead.pid}\n")
-    with _BatchLock(tmp_path) as lock:
+    with BatchLock(tmp_path) as lock:
         assert lock.stale
         assert (tmp_path / ".a0verify-batch.pid").read_text().strip() == str(os.getpid())
     assert not (tmp_path / ".a0verify-batch.pid").exists()
@@ -264,7 +265,7 @@ def test_batch_lock_refuses_live_batch_and_detects_stale(tmp_path: Path) -> None
         time.sleep(0.3)
         (tmp_path / ".a0verify-batch.pid").write_text(f"{live.pid}\n")
         with pytest.raises(InputError, match=f"another batch \\(pid {live.pid}\\)"), \
-                _BatchLock(tmp_path):
+                BatchLock(tmp_path):
             pass
     finally:
         live.kill()

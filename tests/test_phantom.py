@@ -47,7 +47,7 @@ def test_truth_mam_equals_brute_force_min_over_tumour_surface(target):
                                                  target_margin_mm=target)])
     les = spec.lesions[0]
     c_post = ph.pre_to_post(np.asarray(les.center_lps, float)[None], spec)[0]
-    zc, axes, rot = ph._zone_for(les, c_post)
+    zc, axes, rot = ph.zone_for(les, c_post)
     tumour_surface = c_post + 10.0 * _fibonacci_sphere(200_000)
     brute = ph.ellipsoid_sd(tumour_surface, zc, axes, rot).min()
     case = ph.make_phantom(spec)
@@ -61,12 +61,12 @@ def test_transform_inverse_and_lesion_neighbourhood_is_rigid():
     x = rng.uniform(-120, 80, size=(500, 3))
     assert np.max(np.abs(ph.post_to_pre(ph.pre_to_post(x, spec), spec) - x)) < 1e-6
     # Deformation is a few mm somewhere, constant near the lesion.
-    d = ph._deformation(x, spec)
+    d = ph.deformation(x, spec)
     assert 1.0 < np.max(np.linalg.norm(d, axis=1)) <= 3.0 * spec.deformation_mm
-    a = ph._lesion_anchors_post(spec)[0]
+    a = ph.lesion_anchors_post(spec)[0]
     near = a + rng.normal(size=(200, 3)) * 8
     near = near[np.linalg.norm(near - a, axis=1) < spec.lesion_rigid_radius_mm]
-    dn = ph._deformation(near, spec)
+    dn = ph.deformation(near, spec)
     assert np.max(np.abs(dn - dn[0])) < 1e-9
 
 
@@ -114,7 +114,7 @@ def test_liver_vessels_surround_lesions_but_stay_clear(center):
     les = ph.LesionSpec(center_lps=center, radius_mm=10.0)
     spec = ph.PhantomSpec(lesions=[les])
     c = np.asarray(center, float)
-    kept = ph._vessels_clear_of(spec.lesions)
+    kept = ph.vessels_clear_of(spec.lesions)
     gaps = []
     for a, b, rad in kept:
         ab = b - a
@@ -126,7 +126,7 @@ def test_liver_vessels_surround_lesions_but_stay_clear(center):
     rng = np.random.default_rng(0)
     pts = c + rng.uniform(-45.0, 45.0, size=(200_000, 3))
     r = np.linalg.norm(pts - c, axis=1)
-    hu = ph._anatomy(pts, spec, with_tumors=False)
+    hu = ph.anatomy(pts, spec, with_tumors=False)
     shell = (r > 16.0) & (r < 45.0) & (hu > 60.0) & (hu < 300.0)  # liver incl. vessels
     assert 0.04 < np.mean(hu[shell] >= 170.0) < 0.2
     ball = r <= les.radius_mm + 6.0  # tumour + 6 mm: parenchyma only, no vessel

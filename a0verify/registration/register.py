@@ -42,9 +42,8 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from a0verify import geometry
+from a0verify import geometry, parallel
 from a0verify.errors import InputError, RegistrationError
-from a0verify.forkjob import ForkJob, parallel_ok
 from a0verify.registration import elastix_backend
 
 METHODS = ("none", "rigid", "deformable")
@@ -120,25 +119,6 @@ def parameter_file(name: str) -> Path:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def set_threads(threads: int | None) -> None:
-    """Bound ITK/elastix (global default), SimpleITK and Numba to ``threads`` threads.
-
-    ``None`` leaves the defaults. elastix is bounded through ITK's global default because passing
-    ``number_of_threads=`` with a B-spline stage segfaults in itk-elastix 0.25.4.
-    """
-    if not threads:
-        return
-    n = int(threads)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - numba is a dependency
-        pass
-    elastix_backend.set_threads(n)
 
 
 def _prep(img: sitk.Image) -> sitk.Image:
@@ -660,6 +640,7 @@ def register(
     restarts: int = 1,
     max_attempts: int = 3,
     param_overrides: dict[str, dict[str, list[str]]] | None = None,
+    restart_worker: parallel.Worker | None = None,
 ) -> RegistrationResult:
     """Register ``moving`` (pre CT) onto ``fixed`` (post CT); transform maps post -> pre points.
 
@@ -697,163 +678,176 @@ def register(
     for img, what in ((fixed, "fixed (post) image"), (moving, "moving (pre) image")):
         if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(f"{what} must be a scalar 3-D image")
-    set_threads(threads)
+    parallel.limit_threads(threads)
     budget = int(threads) if threads else _usable_cpus()
     elastix_backend.preload()
-    timings: dict[str, float] = {}
-    fixed_f, moving_f = _prep(fixed), _prep(moving)
-    zone = _on_grid(focus_mask, fixed_f, "focus (ablation-zone) mask")
-    excl = _on_grid(exclude_mask, fixed_f, "exclude mask")
-    liver = _on_grid(liver_mask, fixed_f, "liver mask")
-    m_excl = _on_grid(moving_exclude_mask, moving_f, "moving exclude mask") \
-        if moving_exclude_mask is not None else None
+    own_worker = restart_worker is None
+    if restart_worker is None:  # started now: its start-up overlaps initialisation
+        restart_worker = parallel.Worker("registration restart", warm=elastix_backend.load,
+                                         start=bool(restarts) and budget > restarts)
+    try:
+        timings: dict[str, float] = {}
+        fixed_f, moving_f = _prep(fixed), _prep(moving)
+        zone = _on_grid(focus_mask, fixed_f, "focus (ablation-zone) mask")
+        excl = _on_grid(exclude_mask, fixed_f, "exclude mask")
+        liver = _on_grid(liver_mask, fixed_f, "liver mask")
+        m_excl = _on_grid(moving_exclude_mask, moving_f, "moving exclude mask") \
+            if moving_exclude_mask is not None else None
 
-    # 1. initialisation
-    t = time.perf_counter()
-    fc = np.asarray(fixed_f.TransformContinuousIndexToPhysicalPoint(
-        [(s - 1) / 2.0 for s in fixed_f.GetSize()]))
-    if zone is not None:
-        fc = _mask_points(zone).mean(axis=0)
-    if landmarks is not None:
-        init = _landmark_init(landmarks, fc)
-        init_kind = "landmarks"
-    else:
-        try:
-            init = _as_euler(_coarse_rigid(fixed_f, moving_f, seed), fc)
-        except RuntimeError as exc:
-            raise RegistrationError(f"coarse rigid initialisation failed: "
-                                    f"{str(exc).strip().splitlines()[-1][:160]}") from None
-        init_kind = "centre of mass + coarse rigid (5 mm)"
-    timings["init"] = time.perf_counter() - t
-
-    pfiles = [parameter_file("rigid")] + ([parameter_file("bspline")] if method == "deformable"
-                                           else [])
-    failures: list[str] = []
-    attempt_log: list[dict[str, Any]] = []
-    for attempt in range(max_attempts):
-        pad = roi_pad_mm + 15.0 * attempt
-        s = seed + 1000 * attempt
-        sampler = "RandomCoordinate" if attempt == 0 else "RandomSparseMask"
+        # 1. initialisation
         t = time.perf_counter()
-        f_roi, f_mask, m_roi, m_mask = _roi_and_masks(fixed_f, moving_f, zone, excl, liver, m_excl,
-                                                      init, pad)
-        if f_mask is None:
-            raise RegistrationError("the metric mask is empty: the ablation zone / exclusions "
-                                    "cover the whole region of interest")
-        over = param_overrides or {}
-        maps = [_elastix_map(pfiles[0], {"RandomSeed": [str(s)], **over.get("rigid", {})})]
-        if method == "deformable":
-            bmap = _elastix_map(pfiles[1], {"RandomSeed": [str(s + 1)],
-                                            **over.get("bspline", {})})
-            # stronger bending penalty on retries (folding / implausible deformation)
-            bend = float(bmap["Metric1Weight"][0]) * (4.0 ** attempt)
-            bmap["Metric1Weight"] = [repr(bend)]
-            maps.append(bmap)
-        for pm in maps:  # more samples on retries (robust to small masks / noisy metric);
-            # one entry per metric (the B-spline map's bending-energy term has its own)
-            _pyramid_for_spacing(pm, fixed_f.GetSpacing())
-            pm["ImageSampler"] = [sampler] * len(pm["ImageSampler"])
-            pm["NumberOfSpatialSamples"] = [str(int(float(v)) * (1 + attempt))
-                                            for v in pm["NumberOfSpatialSamples"]]
-        info: dict[str, Any] = {"attempt": attempt + 1, "roi_pad_mm": pad, "seed": s,
-                                "sampler": sampler}
-        if method == "deformable":
-            info["bending_weight"] = bend
-        timings["roi"] = time.perf_counter() - t
-        e_fix, e_mov = _metric_window(f_roi, m_roi, f_mask)
-        # Restarts (-> uncertainty): other seeds, a perturbed start, RESTART_ITERATIONS. They
-        # do not depend on the main run, so with a budget of >= 2 threads each runs in a forked
-        # worker on 1 thread while the main run uses the rest (elastix's B-spline stage gains
-        # little from a 2nd thread: 9.7 -> 8.4 s, so the restart costs almost no wall time).
-        rstarts = [(_perturb(init, 2.0 * (1 + k), 1.0),
-                    [dict(pm, RandomSeed=[str(int(pm["RandomSeed"][0]) + 7 * (k + 1))],
-                          MaximumNumberOfIterations=[
-                              str(max(30, round(int(pm["MaximumNumberOfIterations"][0])
-                                             * RESTART_ITERATIONS)))])
-                     for pm in maps]) for k in range(restarts)]
-        parallel = bool(rstarts) and budget > len(rstarts) and parallel_ok()
-        rjobs = [ForkJob(_restart_job, e_fix, e_mov, f_mask, m_mask, rinit, rmaps, 1, nice=0)
-                 for rinit, rmaps in rstarts] if parallel else []  # not niced: same work
-        try:
-            out, secs = _elastix_maps(e_fix, e_mov, f_mask, m_mask, init, maps,
-                                      budget - len(rjobs) if rjobs else None)
-            run = _run_from_maps(out, len(maps), init, secs)
-        except _ElastixFailed as exc:
-            for job in rjobs:
-                job.cancel()
-            failures.append(f"attempt {attempt + 1}: elastix: {exc}")
-            attempt_log.append({**info, "failure": str(exc)})
-            continue
-        finally:
-            if rjobs:
-                elastix_backend.set_threads(budget)
-        timings["elastix"] = run.seconds
-        t = time.perf_counter()
-        zone_roi = _crop_like(zone, f_roi)
-        metrics, fails, warns, images = _qa(f_roi, m_roi, f_mask, zone_roi, run,
-                                            method == "deformable")
-        timings["qa"] = time.perf_counter() - t
-        # restarts -> uncertainty
-        t = time.perf_counter()
-        spreads: list[float] = []
-        near = _near_region(zone_roi, f_roi)
-        for k, (rinit, rmaps) in enumerate(rstarts):
-            status, payload, rsecs = (rjobs[k].result() if rjobs else
-                                      _restart_job(e_fix, e_mov, f_mask, m_mask, rinit, rmaps,
-                                                   None))
+        fc = np.asarray(fixed_f.TransformContinuousIndexToPhysicalPoint(
+            [(s - 1) / 2.0 for s in fixed_f.GetSize()]))
+        if zone is not None:
+            fc = _mask_points(zone).mean(axis=0)
+        if landmarks is not None:
+            init = _landmark_init(landmarks, fc)
+            init_kind = "landmarks"
+        else:
             try:
-                if status != "ok":
-                    raise _ElastixFailed(payload)
-                rrun = _run_from_maps(payload, len(rmaps), rinit, rsecs)
+                init = _as_euler(_coarse_rigid(fixed_f, moving_f, seed), fc)
+            except RuntimeError as exc:
+                raise RegistrationError(f"coarse rigid initialisation failed: "
+                                        f"{str(exc).strip().splitlines()[-1][:160]}") from None
+            init_kind = "centre of mass + coarse rigid (5 mm)"
+        timings["init"] = time.perf_counter() - t
+
+        pfiles = [parameter_file("rigid")] + ([parameter_file("bspline")] if method == "deformable"
+                                               else [])
+        failures: list[str] = []
+        attempt_log: list[dict[str, Any]] = []
+        warns_workers: list[str] = []  # a restart worker that died (its restart ran here instead)
+        worker_cpu = 0.0
+        for attempt in range(max_attempts):
+            pad = roi_pad_mm + 15.0 * attempt
+            s = seed + 1000 * attempt
+            sampler = "RandomCoordinate" if attempt == 0 else "RandomSparseMask"
+            t = time.perf_counter()
+            f_roi, f_mask, m_roi, m_mask = _roi_and_masks(fixed_f, moving_f, zone, excl, liver,
+                                                          m_excl, init, pad)
+            if f_mask is None:
+                raise RegistrationError("the metric mask is empty: the ablation zone / exclusions "
+                                        "cover the whole region of interest")
+            over = param_overrides or {}
+            maps = [_elastix_map(pfiles[0], {"RandomSeed": [str(s)], **over.get("rigid", {})})]
+            if method == "deformable":
+                bmap = _elastix_map(pfiles[1], {"RandomSeed": [str(s + 1)],
+                                                **over.get("bspline", {})})
+                # stronger bending penalty on retries (folding / implausible deformation)
+                bend = float(bmap["Metric1Weight"][0]) * (4.0 ** attempt)
+                bmap["Metric1Weight"] = [repr(bend)]
+                maps.append(bmap)
+            for pm in maps:  # more samples on retries (robust to small masks / noisy metric);
+                # one entry per metric (the B-spline map's bending-energy term has its own)
+                _pyramid_for_spacing(pm, fixed_f.GetSpacing())
+                pm["ImageSampler"] = [sampler] * len(pm["ImageSampler"])
+                pm["NumberOfSpatialSamples"] = [str(int(float(v)) * (1 + attempt))
+                                                for v in pm["NumberOfSpatialSamples"]]
+            info: dict[str, Any] = {"attempt": attempt + 1, "roi_pad_mm": pad, "seed": s,
+                                    "sampler": sampler}
+            if method == "deformable":
+                info["bending_weight"] = bend
+            timings["roi"] = time.perf_counter() - t
+            e_fix, e_mov = _metric_window(f_roi, m_roi, f_mask)
+            # Restarts (-> uncertainty): other seeds, a perturbed start, RESTART_ITERATIONS. They
+            # do not depend on the main run, so with a budget of >= 2 threads each runs in a forked
+            # worker on 1 thread while the main run uses the rest (elastix's B-spline stage gains
+            # little from a 2nd thread: 9.7 -> 8.4 s, so the restart costs almost no wall time).
+            rstarts = [(_perturb(init, 2.0 * (1 + k), 1.0),
+                        [dict(pm, RandomSeed=[str(int(pm["RandomSeed"][0]) + 7 * (k + 1))],
+                              MaximumNumberOfIterations=[
+                                  str(max(30, round(int(pm["MaximumNumberOfIterations"][0])
+                                                 * RESTART_ITERATIONS)))])
+                         for pm in maps]) for k in range(restarts)]
+            use_worker = bool(rstarts) and budget > len(rstarts) and restart_worker.active
+            rjobs = [restart_worker.submit(_restart_job, e_fix, e_mov, f_mask, m_mask, rinit, rmaps,
+                                           1, name=f"registration restart {k + 1}")
+                     for k, (rinit, rmaps) in enumerate(rstarts)] if use_worker else []
+            try:
+                out, secs = _elastix_maps(e_fix, e_mov, f_mask, m_mask, init, maps,
+                                          budget - len(rjobs) if rjobs else None)
+                run = _run_from_maps(out, len(maps), init, secs)
             except _ElastixFailed as exc:
-                fails.append(f"restart {k + 1} failed: {exc}")
-                break
-            st = _disagreement(run.transform, rrun.transform, f_roi, near)
-            metrics.setdefault("restart_disagreement_mm", []).append(st)
-            spreads.append(st.get("p95", 0.0))
-        for job in rjobs:
-            job.close()
-        if rjobs:
-            elastix_backend.set_threads(budget)  # a fallback in this process may have set 1
-        timings["restarts"] = time.perf_counter() - t  # waiting for / running the restarts
-        if spreads and max(spreads) > RESTART_FAIL_MM:
-            fails.append(f"restarts disagree by {max(spreads):.1f} mm (95th percentile) near the "
-                         "zone: the optimum is not stable")
-        if fails:
-            failures.append(f"attempt {attempt + 1}: " + "; ".join(fails))
-            attempt_log.append({**info, "failure": "; ".join(fails)})
-            continue
-        attempt_log.append(info)
-        unc = _uncertainty(fixed_f, method, spreads)
-        metrics.update({
-            "initialisation": init_kind,
-            "initial_transform": {"center_lps": list(init.GetCenter()),
-                                  "parameters": list(init.GetParameters())},
-            "rigid_transform": {"center_lps": list(run.rigid.GetCenter()),
-                                "parameters_rad_mm": list(run.rigid.GetParameters())},
-            "roi_size_voxels": list(f_roi.GetSize()),
-            "roi_origin_lps": list(f_roi.GetOrigin()),
-            "metric_window_hu": [float(sitk.GetArrayViewFromImage(e_fix).min()),
-                                 float(sitk.GetArrayViewFromImage(e_fix).max())],
-            "metric_mask_fraction": float(np.mean(sitk.GetArrayViewFromImage(f_mask))),
-            "attempts": attempt_log,
-            "parameter_sha256": {p.name: _sha256(p) for p in pfiles},
-            "threads": threads,
-            "param_overrides": param_overrides or {},
-        })
-        if method == "rigid":
-            warns.append("rigid registration: local (non-rigid) motion near the zone is not "
-                         "modelled and not included in uncertainty_mm")
-        if attempt > 0:
-            warns.append(f"registration needed {attempt + 1} attempts ({failures[0]})")
-        timings["registration"] = time.perf_counter() - t0
-        timings["registration_cpu"] = _cpu_seconds() - c0  # workers included
-        return RegistrationResult(
-            method=method, transform=run.transform, metrics=metrics, uncertainty_mm=unc,
-            parameter_files=[p.name for p in pfiles], warnings=warns, timings_s=timings,
-            qa_images=images)
-    raise RegistrationError(f"{method} registration failed after {max_attempts} attempts: "
-                            + " | ".join(failures)[:600])
+                if rjobs:  # the restart belongs to the failed attempt: stop it
+                    restart_worker.reset()
+                failures.append(f"attempt {attempt + 1}: elastix: {exc}")
+                attempt_log.append({**info, "failure": str(exc)})
+                continue
+            finally:
+                if rjobs:
+                    elastix_backend.set_threads(budget)
+            timings["elastix"] = run.seconds
+            t = time.perf_counter()
+            zone_roi = _crop_like(zone, f_roi)
+            metrics, fails, warns, images = _qa(f_roi, m_roi, f_mask, zone_roi, run,
+                                                method == "deformable")
+            timings["qa"] = time.perf_counter() - t
+            # restarts -> uncertainty
+            t = time.perf_counter()
+            spreads: list[float] = []
+            near = _near_region(zone_roi, f_roi)
+            for k, (rinit, rmaps) in enumerate(rstarts):
+                if rjobs:
+                    status, payload, rsecs = rjobs[k].result(warnings=warns_workers)
+                    worker_cpu += rjobs[k].cpu_seconds if rjobs[k].where == "worker" else 0.0
+                else:
+                    status, payload, rsecs = _restart_job(e_fix, e_mov, f_mask, m_mask, rinit,
+                                                          rmaps, None)
+                try:
+                    if status != "ok":
+                        raise _ElastixFailed(payload)
+                    rrun = _run_from_maps(payload, len(rmaps), rinit, rsecs)
+                except _ElastixFailed as exc:
+                    fails.append(f"restart {k + 1} failed: {exc}")
+                    break
+                st = _disagreement(run.transform, rrun.transform, f_roi, near)
+                metrics.setdefault("restart_disagreement_mm", []).append(st)
+                spreads.append(st.get("p95", 0.0))
+            if rjobs:
+                elastix_backend.set_threads(budget)  # a fallback in this process may have set 1
+            timings["restarts"] = time.perf_counter() - t  # waiting for / running the restarts
+            if spreads and max(spreads) > RESTART_FAIL_MM:
+                fails.append(f"restarts disagree by {max(spreads):.1f} mm (95th percentile) "
+                             "near the zone: the optimum is not stable")
+            if fails:
+                failures.append(f"attempt {attempt + 1}: " + "; ".join(fails))
+                attempt_log.append({**info, "failure": "; ".join(fails)})
+                continue
+            attempt_log.append(info)
+            unc = _uncertainty(fixed_f, method, spreads)
+            metrics.update({
+                "initialisation": init_kind,
+                "initial_transform": {"center_lps": list(init.GetCenter()),
+                                      "parameters": list(init.GetParameters())},
+                "rigid_transform": {"center_lps": list(run.rigid.GetCenter()),
+                                    "parameters_rad_mm": list(run.rigid.GetParameters())},
+                "roi_size_voxels": list(f_roi.GetSize()),
+                "roi_origin_lps": list(f_roi.GetOrigin()),
+                "metric_window_hu": [float(sitk.GetArrayViewFromImage(e_fix).min()),
+                                     float(sitk.GetArrayViewFromImage(e_fix).max())],
+                "metric_mask_fraction": float(np.mean(sitk.GetArrayViewFromImage(f_mask))),
+                "attempts": attempt_log,
+                "parameter_sha256": {p.name: _sha256(p) for p in pfiles},
+                "threads": threads,
+                "param_overrides": param_overrides or {},
+            })
+            if method == "rigid":
+                warns.append("rigid registration: local (non-rigid) motion near the zone is not "
+                             "modelled and not included in uncertainty_mm")
+            if attempt > 0:
+                warns.append(f"registration needed {attempt + 1} attempts ({failures[0]})")
+            warns += warns_workers
+            timings["registration"] = time.perf_counter() - t0
+            timings["registration_cpu"] = _cpu_seconds() - c0 + worker_cpu  # workers included
+            return RegistrationResult(
+                method=method, transform=run.transform, metrics=metrics, uncertainty_mm=unc,
+                parameter_files=[p.name for p in pfiles], warnings=warns, timings_s=timings,
+                qa_images=images)
+        raise RegistrationError(f"{method} registration failed after {max_attempts} attempts: "
+                                + " | ".join(failures)[:600])
+    finally:
+        if own_worker:
+            restart_worker.close()
 
 
 def _cpu_seconds() -> float:
@@ -967,16 +961,6 @@ def _roi_and_masks(fixed: sitk.Image, moving: sitk.Image, zone: sitk.Image | Non
         mm.CopyInformation(m_roi)
         m_mask = mm - _dilate(geometry.crop(m_excl, mbox), EXCLUDE_DILATION_MM)
     return f_roi, f_mask, m_roi, m_mask
-
-
-# --------------------------------------------------------------------------- carrying masks
-def resample_tumor_to_post(tumor: sitk.Image, post: sitk.Image,
-                           transform: sitk.Transform) -> sitk.Image:
-    """Carry a tumour label image from the pre grid onto the post grid (nearest neighbour).
-
-    ``transform`` maps post points to pre points.
-    """
-    return sitk.Resample(tumor, post, transform, sitk.sitkNearestNeighbor, 0, tumor.GetPixelID())
 
 
 def write_registration_outputs(result: RegistrationResult, out_dir: str | os.PathLike[str]
