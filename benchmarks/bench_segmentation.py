@@ -46,17 +46,17 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import seg_baselines as base  # noqa: E402
+import seg_baselines as base
 
-from a0verify.errors import A0Error  # noqa: E402
-from a0verify.segmentation import (  # noqa: E402
+from a0verify.errors import A0Error
+from a0verify.segmentation import (
     dice_coefficient,
     hausdorff95_mm,
     segment_ablation,
     segment_tumor,
 )
-from a0verify.segmentation.realdata import lits117, lits117_tumors, recist_line  # noqa: E402
-from a0verify.segmentation.synth import (  # noqa: E402
+from a0verify.segmentation.realdata import lits117, lits117_tumors, recist_line
+from a0verify.segmentation.synth import (
     HCC048_ANCHORS,
     HCC048_LIVER_POINT_LPS,
     Ellipsoid,
@@ -319,8 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     load1 = os.getloadavg()
     lines = [f"# Segmentation benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
-             "", f"`.venv/bin/python benchmarks/bench_segmentation.py{' --quick' if args.quick else ''}`"
-             f" on {platform.machine()}, {os.cpu_count()} CPUs visible, SimpleITK 2 threads; "
+             "", "`.venv/bin/python benchmarks/bench_segmentation.py"
+             f"{' --quick' if args.quick else ''}` on {platform.machine()}, "
+             f"{os.cpu_count()} CPUs visible, SimpleITK 2 threads; "
              f"load average {load0[0]:.1f} at start, {load1[0]:.1f} at the end (shared machine); "
              f"total {time.time() - t_start:.0f} s. Targets: ablation Dice >= 0.92 and HD95 <= "
              "2 mm, tumour Dice >= 0.85, <= 10 s per structure.", "",

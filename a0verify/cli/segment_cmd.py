@@ -16,28 +16,10 @@ from typing import Any
 
 import click
 
-from a0verify.cli.options import SEED, threads_option
+from a0verify.cli.options import LINE, SEED, threads_option
 from a0verify.errors import InputError
 
 _SUFFIXES = (".seg.nrrd", ".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-class LineType(click.ParamType):
-    """A diameter line ``X1,Y1,Z1:X2,Y2,Z2`` (two LPS points in mm)."""
-
-    name = "X1,Y1,Z1:X2,Y2,Z2"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        if isinstance(value, tuple):
-            return value
-        ends = str(value).replace(" ", "").split(":")
-        if len(ends) != 2:
-            self.fail(f"{value!r} is not two points X1,Y1,Z1:X2,Y2,Z2 (LPS mm)", param, ctx)
-        return (SEED.convert(ends[0], param, ctx), SEED.convert(ends[1], param, ctx))
-
-
-LINE = LineType()
 
 
 def seg_nrrd_path(out: Path) -> Path:

@@ -45,6 +45,7 @@ __all__ = [
     "dice_coefficient",
     "hausdorff95_mm",
     "hausdorff_mm",
+    "lesion_inputs",
     "segment_ablation",
     "segment_tumor",
     "surface_distances_mm",
@@ -131,3 +132,18 @@ def segment_tumor(image: sitk.Image, *, line_lps: tuple[Point, Point] | None = N
     outside = _points(image, outside_lps, o_out, what, source)
     return segment_tumor_core(image, line_lps=line, seeds_lps=seeds, outside_lps=outside,
                               params=params)
+
+
+def lesion_inputs(lines: Sequence[tuple[Point, Point]], seeds: Sequence[Point]
+                  ) -> list[tuple[tuple[Point, Point] | None, list[Point]]]:
+    """Group a case's tumour inputs into lesions (``a0verify run``): with diameter lines, one
+    lesion per line, and each inside click joins the line whose midpoint is nearest; without
+    lines, one lesion per click (as ``--tumor-seed`` always meant). Empty input: []."""
+    if not lines:
+        return [(None, [s]) for s in seeds]
+    mids = [0.5 * (np.asarray(a, float) + np.asarray(b, float)) for a, b in lines]
+    groups: list[tuple[tuple[Point, Point] | None, list[Point]]] = [(ln, []) for ln in lines]
+    for s in seeds:
+        k = int(np.argmin([np.linalg.norm(np.asarray(s, float) - m) for m in mids]))
+        groups[k][1].append(s)
+    return groups

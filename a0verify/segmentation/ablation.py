@@ -112,7 +112,7 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
     if art.any():
         art = morph.dilate(art, p.artefact_margin_mm, sp)
         # bubbles, tracts and needles are small; lung, bowel gas and air outside are not
-        lab, n = ndimage.label(art, structure=morph.STRUCT26)
+        lab, _ = ndimage.label(art, structure=morph.STRUCT26)
         sizes = np.bincount(lab.ravel()) * geometry.voxel_volume_ml(image)
         small = sizes <= p.max_artefact_ml
         small[0] = False
@@ -149,7 +149,7 @@ def _smooth(raw: F32, sp: F64, p: AblationParams) -> F32:
     metal_slices = np.nonzero((raw > p.metal_hu).any(axis=(1, 2)))[0]
     if metal_slices.size:
         raw = raw.copy()
-        k = max(3, int(round(p.streak_median_mm / float(sp[1:].min()))) | 1)
+        k = max(3, round(p.streak_median_mm / float(sp[1:].min())) | 1)
         for z in metal_slices:
             raw[z] = ndimage.median_filter(raw[z], size=k, mode="nearest")
     return np.asarray(ndimage.gaussian_filter(raw, sigma=p.smooth_sigma_mm / sp, mode="nearest"),
@@ -330,7 +330,7 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
         stats[prefix + "roi_pad_mm"] = float(part.pad)
     quality = _union_quality(image, full, parts, p)
     vox_ml = geometry.voxel_volume_ml(image)
-    lab, n = ndimage.label(full, structure=morph.STRUCT26)
+    _, n = ndimage.label(full, structure=morph.STRUCT26)
     stats["volume_ml"] = float(full.sum() * vox_ml)
     stats["n_components"] = float(n)
     stats["equivalent_diameter_mm"] = float((6.0 * stats["volume_ml"] * 1000.0 / np.pi)
@@ -353,7 +353,7 @@ def _union_quality(image: sitk.Image, full: BoolArray, parts: list[_Part],
     sub = morph.bbox(full, margin, full.shape)
     lo_zyx = tuple(s.start for s in sub)
     hi_zyx = tuple(s.stop for s in sub)
-    box = geometry.IndexBox(lo_zyx, hi_zyx)  # type: ignore[arg-type]
+    box = geometry.IndexBox(lo_zyx, hi_zyx)
     raw = sitk.GetArrayFromImage(geometry.crop(image, box)).astype(np.float32)
     sm = ndimage.gaussian_filter(raw, sigma=p.smooth_sigma_mm / sp, mode="nearest")
     art = (sm < p.gas_hu) | (raw > p.metal_hu)

@@ -82,12 +82,13 @@ def segment_tumor_core(image: sitk.Image, *, line_lps: tuple[Sequence[float], Se
     p = params or TumorParams()
     sp = geometry.spacing_zyx(image)
     pts_in = [np.asarray(s, float) for s in seeds_lps]
+    a: F64 | None = None
+    b: F64 | None = None
     if line_lps is not None:
         a, b = (np.asarray(v, float) for v in line_lps)
         length = float(np.linalg.norm(b - a))
         mid = 0.5 * (a + b)
     else:
-        a = b = None
         mid = np.mean(pts_in, axis=0)
         length = _estimate_diameter(image, pts_in, p)
     radius = 0.5 * length
