@@ -81,7 +81,8 @@ def assess(sm: npt.NDArray[np.floating[Any]], region: npt.NDArray[np.bool_],
            spacing: npt.NDArray[np.float64], window: tuple[float, float],
            stability: float, touches_edge: bool, structure: str,
            ignore: npt.NDArray[np.bool_] | None = None,
-           min_contrast_hu: float = 20.0) -> Quality:
+           min_contrast_hu: float = 20.0,
+           stability_limits: tuple[float, float] = (1.25, 1.5)) -> Quality:
     """Quality of ``region`` on the smoothed ROI ``sm`` (HU). ``window`` = (lo, hi) HU that the
     method kept as lesion-like; ``ignore`` marks artefact voxels (gas, metal) left out of the
     shell statistics. Empty region: level ``poor``."""
@@ -105,7 +106,8 @@ def assess(sm: npt.NDArray[np.floating[Any]], region: npt.NDArray[np.bool_],
     contrast = float(np.median(sv)) - m_in
     lo, hi = window
     weak = float(np.mean((sv >= lo) & (sv <= hi)))
-    leak = float(np.clip(max(2.0 * (weak - 0.05), 2.0 * (stability - 1.15)), 0.0, 1.0))
+    leak = float(np.clip(max(2.0 * (weak - 0.05),
+                             (stability - 1.0) / (stability_limits[1] - 1.0) - 0.3), 0.0, 1.0))
     reasons: list[str] = []
     level: Level = "good"
 
@@ -122,11 +124,11 @@ def assess(sm: npt.NDArray[np.floating[Any]], region: npt.NDArray[np.bool_],
     elif weak > 0.15:
         reasons.append(f"{weak:.0%} of its border has no visible edge")
         worse("review")
-    if stability > 1.5:
+    if stability > stability_limits[1]:
         reasons.append("the region floods its surroundings when the threshold moves slightly "
                        "(leak-prone)")
         worse("poor")
-    elif stability > 1.25:
+    elif stability > stability_limits[0]:
         reasons.append("the boundary is threshold-sensitive")
         worse("review")
     if abs(contrast) < 0.4 * min_contrast_hu:

@@ -60,6 +60,8 @@ class TumorParams:
     shell_scale: float = 1.1
     shell_mm: tuple[float, float] = (3.0, 10.0)
     inside_fraction: float = 0.6
+    inside_fraction_low: float = 0.5
+    edge_band: tuple[float, float] = (0.12, 0.3)
     span_k: float = 2.5
     grow: float = 1.2
     neck_radius_mm: float = 2.0
@@ -68,6 +70,8 @@ class TumorParams:
     warn_contrast_hu: float = 20.0
     max_diameter_mm: float = 150.0
     seeds_only_window_hu: float = 15.0
+    low_contrast_hu: float = 25.0
+    smooth_max_mm: float = 2.0
 
 
 def _fmt(p: npt.ArrayLike) -> str:
@@ -96,51 +100,72 @@ def segment_tumor_core(image: sitk.Image, *, line_lps: tuple[Sequence[float], Se
     anchors = [mid] + pts_in + [np.asarray(o, float) for o in outside_lps]
     box = geometry.roi_box_around_lps(image, np.array(anchors), pad)
     raw = sitk.GetArrayFromImage(geometry.crop(image, box)).astype(np.float32)
-    sm = np.asarray(ndimage.gaussian_filter(raw, p.smooth_sigma_mm / sp, mode="nearest"),
-                    dtype=np.float32)
     lo_idx = np.asarray(box.lo_zyx, float)
 
     def idx(q: F64) -> F64:
         return geometry.lps_to_zyx_index(image, q) - lo_idx
 
     # --- inside samples: the line core and balls at clicks
-    inside = np.zeros(sm.shape, bool)
-    vals: list[F64] = []
+    inside = np.zeros(raw.shape, bool)
+    line_pts = edge_pts = None
     if a is not None and b is not None:
         t = np.linspace(p.line_core[0], p.line_core[1], max(int(length / 0.5), 8))
         line_pts = np.array([idx(a + ti * (b - a)) for ti in t])
-        vals.append(ndimage.map_coordinates(sm.astype(np.float64), line_pts.T, order=1))
         for q in line_pts:
-            inside[tuple(np.clip(np.rint(q).astype(int), 0, np.asarray(sm.shape) - 1))] = True
-    for s in pts_in:
-        ball = morph.ball(sm.shape, idx(s), max(p.click_radius_mm, float(sp.max())), sp)
+            inside[tuple(np.clip(np.rint(q).astype(int), 0, np.asarray(raw.shape) - 1))] = True
+        te = np.r_[np.linspace(p.edge_band[0], p.edge_band[1], 6),
+                   1.0 - np.linspace(p.edge_band[0], p.edge_band[1], 6)]
+        edge_pts = np.array([idx(a + ti * (b - a)) for ti in te])
+    click_balls = [morph.ball(raw.shape, idx(s), max(p.click_radius_mm, float(sp.max())), sp)
+                   for s in pts_in]
+    for ball in click_balls:
         inside |= ball
-        vals.append(sm[ball].astype(np.float64))
-    v_in = np.concatenate(vals)
-    m_in = float(np.median(v_in))
-    s_in = max(1.4826 * float(np.median(np.abs(v_in - m_in))), 3.0)
     # --- outside samples: shell beyond the implied size, and outside clicks
-    dist_mid = _dist_to(sm.shape, idx(mid), sp)
+    dist_mid = _dist_to(raw.shape, idx(mid), sp)
     r_shell = p.shell_scale * radius
     shell = (dist_mid >= r_shell + p.shell_mm[0]) & (dist_mid <= r_shell + p.shell_mm[1])
-    out_vals = [sm[shell]]
-    outside = np.zeros(sm.shape, bool)
+    outside = np.zeros(raw.shape, bool)
     for o in outside_lps:
-        ball = morph.ball(sm.shape, idx(np.asarray(o, float)), p.click_radius_mm, sp)
-        outside |= ball
-        out_vals.append(np.repeat(sm[ball], 5))  # a click counts more than a shell voxel
-    v_out = np.concatenate(out_vals)
-    if v_out.size < 10:
+        outside |= morph.ball(raw.shape, idx(np.asarray(o, float)), p.click_radius_mm, sp)
+    if shell.sum() + outside.sum() < 10:
         raise SegmentationError("tumour segmentation: no tissue around the lesion in the image")
-    m_out = float(np.median(v_out))
-    contrast = m_out - m_in
+    # low contrast: smooth more (noise falls, the contrast of a lesion this size does not)
+    sigma = p.smooth_sigma_mm
+    for _ in range(2):
+        sm = np.asarray(ndimage.gaussian_filter(raw, sigma / sp, mode="nearest"),
+                        dtype=np.float32)
+        vals = [sm[ball].astype(np.float64) for ball in click_balls]
+        if line_pts is not None:
+            vals.append(ndimage.map_coordinates(sm.astype(np.float64), line_pts.T, order=1))
+        v_in = np.concatenate(vals)
+        m_in = float(np.median(v_in))
+        m_edge = m_in  # HU of the tumour where it meets the liver (its periphery)
+        if edge_pts is not None:
+            m_edge = float(np.median(ndimage.map_coordinates(sm.astype(np.float64),
+                                                             edge_pts.T, order=1)))
+        # surroundings; an outside click counts as much as five shell voxels
+        m_out = float(np.median(np.concatenate([sm[shell], np.repeat(sm[outside], 5)])))
+        if abs(m_out - m_edge) < min(20.0, 0.5 * abs(m_out - m_in)):
+            m_edge = m_in  # the periphery looks like the liver: trust the core
+        s_in = max(1.4826 * float(np.median(np.abs(v_in - m_in))), 3.0)
+        c_abs = abs(m_out - m_edge)
+        want = float(np.clip(p.smooth_sigma_mm * p.low_contrast_hu / max(c_abs, 1.0),
+                             p.smooth_sigma_mm, min(p.smooth_max_mm, 0.15 * length)))
+        if want <= sigma * 1.1:
+            break
+        sigma = want
+    contrast = m_out - m_edge
     if abs(contrast) < p.min_contrast_hu:
         raise SegmentationError(
-            f"tumour segmentation: the lesion ({m_in:.0f} HU) does not differ from its "
+            f"tumour segmentation: the lesion ({m_edge:.0f} HU) does not differ from its "
             f"surroundings ({m_out:.0f} HU) by {p.min_contrast_hu:.0f} HU; supply a tumour mask")
-    thr = m_in + p.inside_fraction * contrast
+    # low contrast: the threshold moves towards the middle (noise would flood the liver)
+    frac = float(np.interp(abs(contrast), [20.0, 40.0],
+                           [p.inside_fraction_low, p.inside_fraction]))
+    thr = m_edge + frac * contrast
     span = max(p.span_k * s_in, 0.5 * abs(contrast))
-    lo, hi = (m_in - span, thr) if contrast > 0 else (thr, m_in + span)
+    lo, hi = (min(m_in, m_edge) - span, thr) if contrast > 0 else \
+        (thr, max(m_in, m_edge) + span)
     cand = (sm >= lo) & (sm <= hi)
     cand &= dist_mid <= p.grow * radius + 3.0
     cand |= inside & ~outside
@@ -167,7 +192,7 @@ def segment_tumor_core(image: sitk.Image, *, line_lps: tuple[Sequence[float], Se
         any(region.take(-1, axis=ax).any() and box.hi_zyx[ax] == full_shape[ax]
             for ax in range(3))
     quality = assess(sm, region, sp, (lo, hi), stability, edge, "tumour",
-                     min_contrast_hu=p.warn_contrast_hu)
+                     min_contrast_hu=p.warn_contrast_hu, stability_limits=(1.6, 2.5))
     if a is None:
         quality.reasons.append("no diameter line given; size estimated from the clicks")
         if quality.level == "good":
@@ -175,11 +200,13 @@ def segment_tumor_core(image: sitk.Image, *, line_lps: tuple[Sequence[float], Se
     full = np.zeros(tuple(int(v) for v in full_shape), np.uint8)
     full[box.slices] = region
     vol = float(region.sum() * geometry.voxel_volume_ml(image))
-    stats = {"inside_median_hu": round(m_in, 2), "surround_median_hu": round(m_out, 2),
+    stats = {"inside_median_hu": round(m_in, 2), "periphery_median_hu": round(m_edge, 2),
+             "surround_median_hu": round(m_out, 2),
              "contrast_hu": round(contrast, 2), "threshold_hu": round(thr, 2),
              "diameter_line_mm": round(length, 2) if a is not None else 0.0,
              "diameter_used_mm": round(length, 2), "volume_ml": vol,
              "n_components": 1.0, "unconstrained_ratio": round(free_ratio, 3),
+             "smoothing_sigma_mm": round(sigma, 2),
              "n_inside_clicks": float(len(pts_in)), "n_outside_clicks": float(len(outside_lps))}
     warns: list[str] = []
     if quality.level != "good":
