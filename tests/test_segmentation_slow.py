@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import shared_data
 
 from a0verify.phantom import LesionSpec, PhantomSpec, make_phantom
 from a0verify.segmentation import (
@@ -23,7 +24,6 @@ from a0verify.segmentation.synth import (
     paint_lesion,
     paint_zone,
 )
-from conftest import shared_data
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def hcc048() -> sitk.Image:
 
 
 def _c(dz: float = 0.0) -> np.ndarray:
-    return np.asarray(HCC048_LIVER_POINT_LPS) + [0.0, 0.0, dz]
+    return np.asarray(HCC048_LIVER_POINT_LPS) + np.array([0.0, 0.0, dz])
 
 
 # zones of each kind on real anatomy; clicks at random points a user could click
@@ -66,13 +66,15 @@ ZONES = {
     "M ellipsoid, gas + tract": ZoneSpec([Ellipsoid(_c(), (16, 12, 14), (20, -15, 30))],
                                          n_gas=4, seed=1),
     "L two probes, darker liver": ZoneSpec(
-        [Ellipsoid(np.asarray(HCC048_ANCHORS[30][0]) - [8, 0, 0], (18, 15, 15), (0, 0, 20)),
-         Ellipsoid(np.asarray(HCC048_ANCHORS[30][0]) + [8, 0, 0], (18, 15, 15), (0, 0, -20))],
+        [Ellipsoid(np.asarray(HCC048_ANCHORS[30][0]) - np.array([8, 0, 0]), (18, 15, 15),
+                   (0, 0, 20)),
+         Ellipsoid(np.asarray(HCC048_ANCHORS[30][0]) + np.array([8, 0, 0]), (18, 15, 15),
+                   (0, 0, -20))],
         phase_scale=0.75, seed=2),
     "S, no rim, brighter liver": ZoneSpec([Ellipsoid(_c(), (10, 8, 9), (0, 30, 10))], rim_hu=0.0,
                                           phase_scale=1.1, n_gas=1, seed=3),
     "XL three probes": ZoneSpec(
-        [Ellipsoid(np.asarray(HCC048_ANCHORS[40][0]) + d, (22, 19, 19), r) for d, r in
+        [Ellipsoid(np.asarray(HCC048_ANCHORS[40][0]) + np.array(d), (22, 19, 19), r) for d, r in
          (([-10, -4, 0], (0, 0, 10)), ([10, -4, 0], (0, 10, -10)), ([0, 12, 0], (20, 0, 0)))],
         seed=4),
     "tract leaves the zone": ZoneSpec([Ellipsoid(_c(), (16, 12, 14), (20, -15, 30))],
