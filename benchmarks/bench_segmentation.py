@@ -6,7 +6,7 @@ Run: ``.venv/bin/python benchmarks/bench_segmentation.py [--quick] [--out FILE.m
 Data (all real anatomy; nothing is copied into the repository):
 
 * **Ablation zones painted into the real HCC_048 CT** (``/work/shared/data/hcc048``) by
-  :func:`a0verify.segmentation.synth.zone_catalogue`: sizes 1-10 cm (XS-XL), 1-3 overlapping
+  :func:`a0verify.segmentation.cases.zone_catalogue`: sizes 1-10 cm (XS-XL), 1-3 overlapping
   probes, vessel-cooling notches and clipping at fat/gallbladder/kidney from the real anatomy,
   gas, gas tracts, metal needles with streaks, tracts leaving the zone, contrast-phase changes.
   Split **dev** (used while choosing the method and its defaults) and **holdout** (drawn from a
@@ -55,14 +55,13 @@ from a0verify.segmentation import (
     segment_ablation,
     segment_tumor,
 )
+from a0verify.segmentation.cases import HCC048_ANCHORS, zone_catalogue
 from a0verify.segmentation.realdata import lits117, lits117_tumors, recist_line
 from a0verify.segmentation.synth import (
-    HCC048_ANCHORS,
     HCC048_LIVER_POINT_LPS,
     Ellipsoid,
     paint_lesion,
     paint_zone,
-    zone_catalogue,
 )
 
 HCC048 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hcc048" / \

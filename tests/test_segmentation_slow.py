@@ -15,9 +15,9 @@ from a0verify.segmentation import (
     segment_ablation,
     segment_tumor,
 )
+from a0verify.segmentation.cases import HCC048_ANCHORS
 from a0verify.segmentation.realdata import lits117, lits117_tumors, recist_line
 from a0verify.segmentation.synth import (
-    HCC048_ANCHORS,
     HCC048_LIVER_POINT_LPS,
     Ellipsoid,
     ZoneSpec,
