@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,pdf,batch,dicom]'
+	# real contoured tumours for the segmentation tests/benchmark (LiTS 117, read in place;
+	# --no-deps: the package's torch dependency is not needed to read its data)
+	$(BIN)/python -m pip install --quiet --no-deps liver-ct-segmentation-package==1.6.0 || true
 	touch $(STAMP)
 
 ## Quick start 1: make a synthetic case and run the whole pipeline on it.

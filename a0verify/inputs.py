@@ -73,6 +73,9 @@ class CaseRequest:
     ablation: str | Path | None = None
     tumor_seeds: tuple[Seed, ...] = ()
     ablation_seeds: tuple[Seed, ...] = ()
+    #: RECIST diameter lines (one lesion each) and points that are not tumour (pre CT, LPS mm)
+    tumor_lines: tuple[tuple[Seed, Seed], ...] = ()
+    tumor_outside: tuple[Seed, ...] = ()
     liver: str | Path | None = None
     pre_series: str | None = None
     post_series: str | None = None
@@ -139,8 +142,8 @@ def _read_run_inputs(req: CaseRequest, hashes: parallel.Task[dict[str, str | Non
                      ) -> CaseInputs:
     if req.pre is None or req.post is None:
         raise InputError("give both --pre IMG and --post IMG")
-    if (req.tumor is None) == (not req.tumor_seeds):
-        raise InputError("give exactly one of --tumor MASK or --tumor-seed X,Y,Z")
+    if (req.tumor is None) == (not req.tumor_seeds and not req.tumor_lines):
+        raise InputError("give exactly one of --tumor MASK or --tumor-line/--tumor-seed")
     if (req.ablation is None) == (not req.ablation_seeds):
         raise InputError("give exactly one of --ablation MASK or --ablation-seed X,Y,Z")
     warnings: list[str] = []
@@ -150,6 +153,10 @@ def _read_run_inputs(req: CaseRequest, hashes: parallel.Task[dict[str, str | Non
                       warnings=warnings)
     for s in req.tumor_seeds:
         check_seed_inside(pre, s, f"{req.pre} (tumour seed)")
+    for s in (p for line in req.tumor_lines for p in line):
+        check_seed_inside(pre, s, f"{req.pre} (--tumor-line)")
+    for s in req.tumor_outside:
+        check_seed_inside(pre, s, f"{req.pre} (--tumor-outside)")
     for s in req.ablation_seeds:
         check_seed_inside(post, s, f"{req.post} (ablation seed)")
     tumor = ablation = None

@@ -61,6 +61,8 @@ class Segmentation:
     ablation: sitk.Image
     record: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: masks a0verify segmented (role -> binary mask), written as .seg.nrrd for correction
+    made: dict[str, sitk.Image] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,30 +101,51 @@ def segment(inputs: CaseInputs, req: CaseRequest, progress: Progress | None = No
     progress = progress or silent()
     record: dict[str, Any] = {}
     warnings: list[str] = []
+    made: dict[str, sitk.Image] = {}
     tumor = inputs.tumor
     if tumor is None:
-        from a0verify.segmentation import segment_tumor
+        from a0verify.segmentation import lesion_inputs, segment_tumor
 
         assert inputs.pre is not None
         with progress.stage("segment_tumor", "segment tumour"):
-            segs = [segment_tumor(inputs.pre, s, source=str(req.pre)) for s in req.tumor_seeds]
+            segs = [segment_tumor(inputs.pre, line_lps=line, seeds_lps=seeds,
+                                  outside_lps=req.tumor_outside, source=str(req.pre),
+                                  options=("--tumor-line", "--tumor-seed", "--tumor-outside"))
+                    for line, seeds in lesion_inputs(req.tumor_lines, req.tumor_seeds)]
         tumor = _labels_from_masks([s.mask for s in segs])
+        made["tumor"] = sitk.Cast(tumor > 0, sitk.sitkUInt8)
         warnings += [w for s in segs for w in s.warnings]
         record["tumor"] = {"method": segs[0].method,
+                           "lines_lps": [[list(p) for p in ln] for ln in req.tumor_lines],
                            "seeds_lps": [list(s) for s in req.tumor_seeds],
-                           "stats": [s.stats for s in segs]}
+                           "outside_lps": [list(s) for s in req.tumor_outside],
+                           "stats": [s.stats for s in segs],
+                           "quality": [s.quality.to_json() for s in segs if s.quality]}
+        record.setdefault("quality_notes", []).extend(
+            {"structure": f"tumour {i + 1}" if len(segs) > 1 else "tumour",
+             "level": s.quality.level,
+             "text": s.quality.sentence(f"Tumour {i + 1}" if len(segs) > 1 else "Tumour")}
+            for i, s in enumerate(segs) if s.quality)
     ablation = inputs.ablation
     if ablation is None:
         from a0verify.segmentation import segment_ablation
 
         assert inputs.post is not None
         with progress.stage("segment_ablation", "segment ablation zone"):
-            seg = segment_ablation(inputs.post, list(req.ablation_seeds), source=str(req.post))
+            seg = segment_ablation(inputs.post, list(req.ablation_seeds), source=str(req.post),
+                                   option="--ablation-seed")
         ablation = seg.mask
+        made["ablation"] = seg.mask
         warnings += seg.warnings
         record["ablation"] = {"method": seg.method, "stats": seg.stats,
-                              "seeds_lps": [list(s) for s in req.ablation_seeds]}
-    return Segmentation(tumor=tumor, ablation=ablation, record=record, warnings=warnings)
+                              "seeds_lps": [list(s) for s in req.ablation_seeds],
+                              "quality": seg.quality.to_json() if seg.quality else None}
+        if seg.quality:
+            record.setdefault("quality_notes", []).append(
+                {"structure": "ablation zone", "level": seg.quality.level,
+                 "text": seg.quality.sentence("Ablation-zone")})
+    return Segmentation(tumor=tumor, ablation=ablation, record=record, warnings=warnings,
+                        made=made)
 
 
 def _labels_from_masks(masks: Sequence[sitk.Image]) -> sitk.Image:
@@ -209,10 +232,25 @@ def write_outputs(out: Path, report: dict[str, Any], *, margin: MarginResult,
     report["outputs"].update(write_case_outputs(
         out, report, margin=margin, ablation=seg.ablation, tumor_post=tumor_post, post=post,
         qa_images=qa, workers=workers))
+    report["outputs"].update(_write_made_segmentations(out, seg))
     report["outputs"]["report_json"] = "report.json"
     report["provenance"]["timings_s"]["outputs"] = time.perf_counter() - t0
     write_json_atomic(out / "report.json", report)
     return CaseResult(report=report, out_dir=out, margin=margin)
+
+
+def _write_made_segmentations(out: Path, seg: Segmentation) -> dict[str, str]:
+    """Each mask a0verify segmented as a Slicer ``.seg.nrrd`` on its own CT's grid (tumour:
+    pre CT, ablation zone: post CT), to correct and pass back as --tumor/--ablation."""
+    from a0verify.report.slicer import ABLATION_RGB, TUMOR_RGB, write_structure_segmentation
+
+    names = {"tumor": ("tumour", TUMOR_RGB), "ablation": ("ablation zone", ABLATION_RGB)}
+    written = {}
+    for role, mask in seg.made.items():
+        fname = f"{role}_segmentation.seg.nrrd"
+        write_structure_segmentation(out / fname, mask, *names[role])
+        written[f"{role}_segmentation"] = fname
+    return written
 
 
 # --------------------------------------------------------------------------- the sequence
@@ -241,8 +279,9 @@ def run_stages(req: CaseRequest, settings: CaseSettings, out_dir: str | Path,
         with progress.stage("read", "read inputs"):
             inputs = read_inputs(req)
         seg = segment(inputs, req, progress)
-        for kind, rec in seg.record.items():
-            progress.info(f"{kind} segmented: {rec.get('stats')}")
+        for kind in ("tumor", "ablation"):
+            if kind in seg.record:
+                progress.info(f"{kind} segmented: {seg.record[kind].get('stats')}")
         if elastix:
             with progress.stage("registration", f"register ({settings.registration})"):
                 reg = register(inputs, seg, settings, restart_worker)
@@ -299,6 +338,8 @@ def _parameters(req: CaseRequest, settings: CaseSettings) -> dict[str, Any]:
     return {**thresholds, "registration": settings.registration,
             "ablation_seeds_lps": [list(s) for s in req.ablation_seeds],
             "tumor_seeds_lps": [list(s) for s in req.tumor_seeds],
+            "tumor_lines_lps": [[list(p) for p in ln] for ln in req.tumor_lines],
+            "tumor_outside_lps": [list(s) for s in req.tumor_outside],
             "pre_series": req.pre_series, "post_series": req.post_series,
             "threads": settings.threads}
 
@@ -307,6 +348,8 @@ def _parameters(req: CaseRequest, settings: CaseSettings) -> dict[str, Any]:
 def run_case(pre_path: str | Path, post_path: str | Path, out_dir: str | Path, *,
              tumor_path: str | Path | None = None, ablation_path: str | Path | None = None,
              ablation_seeds: Sequence[Seed] = (), tumor_seeds: Sequence[Seed] = (),
+             tumor_lines: Sequence[tuple[Seed, Seed]] = (),
+             tumor_outside: Sequence[Seed] = (),
              liver_path: str | Path | None = None, threshold_mm: float = 5.0,
              second_threshold_mm: float | None = SECOND_THRESHOLD_MM,
              registration_method: str = "deformable", threads: int | None = None,
@@ -317,7 +360,10 @@ def run_case(pre_path: str | Path, post_path: str | Path, out_dir: str | Path, *
     """``a0verify run``: register pre onto post, carry the tumour over, margin, verdict, report.
 
     The post CT is the fixed image; everything is reported on its grid (LPS mm). Exactly one of
-    ``tumor_path`` / ``tumor_seeds`` and of ``ablation_path`` / ``ablation_seeds`` must be given.
+    ``tumor_path`` / tumour points (``tumor_lines``: RECIST diameter lines, one lesion each,
+    ``tumor_seeds``, ``tumor_outside``; see :func:`a0verify.segmentation.lesion_inputs`) and of
+    ``ablation_path`` / ``ablation_seeds`` must be given. Segmented masks are also written as
+    ``<role>_segmentation.seg.nrrd`` for correction.
     Masks may be RT Structure Sets (rasterised onto the pre / post CT; ``*_structures`` choose
     ROIs by name); ``anonymize``: no patient identifiers in any output.
     """
@@ -326,10 +372,16 @@ def run_case(pre_path: str | Path, post_path: str | Path, out_dir: str | Path, *
     req = CaseRequest(command="run", pre=pre_path, post=post_path, tumor=tumor_path,
                       ablation=ablation_path, tumor_seeds=tuple(tumor_seeds),
                       ablation_seeds=tuple(ablation_seeds), liver=liver_path,
+                      tumor_lines=tuple((_seed(a), _seed(b)) for a, b in tumor_lines),
+                      tumor_outside=tuple(_seed(p) for p in tumor_outside),
                       pre_series=pre_series, post_series=post_series, anonymize=anonymize,
                       tumor_structures=tuple(tumor_structures),
                       ablation_structures=tuple(ablation_structures))
     return run_stages(req, settings, out_dir, progress)
+
+
+def _seed(p: Sequence[float]) -> Seed:
+    return (float(p[0]), float(p[1]), float(p[2]))
 
 
 def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,

@@ -30,6 +30,25 @@ class SeedType(click.ParamType):
 
 SEED = SeedType()
 
+
+class LineType(click.ParamType):
+    """A diameter line ``X1,Y1,Z1:X2,Y2,Z2`` (two LPS points in mm)."""
+
+    name = "X1,Y1,Z1:X2,Y2,Z2"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[tuple[float, float, float],
+                                                    tuple[float, float, float]]:
+        if isinstance(value, tuple):
+            return value
+        ends = str(value).replace(" ", "").split(":")
+        if len(ends) != 2:
+            self.fail(f"{value!r} is not two points X1,Y1,Z1:X2,Y2,Z2 (LPS mm)", param, ctx)
+        return (SEED.convert(ends[0], param, ctx), SEED.convert(ends[1], param, ctx))
+
+
+LINE = LineType()
+
 threads_option = click.option(
     "--threads", type=click.IntRange(1, 256), default=None,
     help="Bound elastix, SimpleITK and Numba threads (default: all cores).")

@@ -13,6 +13,7 @@ import click
 
 from a0verify.cli.export_dicom_cmd import after_run, check_dicom_options, dicom_options
 from a0verify.cli.options import (
+    LINE,
     SEED,
     progress_for,
     second_threshold_option,
@@ -77,11 +78,22 @@ def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
 @click.option("--post", "post", required=True, metavar="IMG",
               help="Post-ablation contrast CT (file or DICOM directory); the fixed image.")
 @click.option("--tumor", "tumor", metavar="MASK", help="Tumour mask on the pre CT.")
+@click.option("--tumor-line", "tumor_lines", type=LINE, multiple=True,
+              help="Tumour long-axis diameter X1,Y1,Z1:X2,Y2,Z2 (LPS mm, border to border, as "
+                   "for RECIST) on the pre CT; one lesion per line (instead of --tumor).")
 @click.option("--tumor-seed", "tumor_seeds", type=SEED, multiple=True,
-              help="Tumour seed point X,Y,Z in LPS mm on the pre CT (instead of --tumor).")
+              help="Point X,Y,Z (LPS mm) inside a tumour on the pre CT; with --tumor-line it "
+                   "joins the nearest line's lesion, alone each point is one lesion.")
+@click.option("--tumor-outside", "tumor_outside", type=SEED, multiple=True,
+              help="Point X,Y,Z (LPS mm) on the pre CT that is not tumour (repeatable).")
+@click.option("--tumor-markups", "tumor_markups", metavar="MRK",
+              help="3D Slicer markups (.mrk.json) with tumour lines and points (points named "
+                   "or labelled 'out...' are outside points).")
 @click.option("--ablation", "ablation", metavar="MASK", help="Ablation-zone mask on the post CT.")
 @click.option("--ablation-seed", "ablation_seeds", type=SEED, multiple=True,
               help="Ablation-zone seed X,Y,Z in LPS mm on the post CT (repeatable).")
+@click.option("--ablation-markups", "ablation_markups", metavar="MRK",
+              help="3D Slicer markups (.mrk.json) whose points are ablation-zone seeds.")
 @click.option("--liver", "liver", metavar="MASK", help="Optional liver mask on the post CT.")
 @click.option("--pre-series", "pre_series", metavar="UID",
               help="SeriesInstanceUID to use when --pre is a DICOM directory with several series.")
@@ -98,11 +110,12 @@ def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
 @dicom_options
 @_fail_option
 @verbosity_options
-def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: str | None,
-        ablation_seeds: tuple, liver: str | None, pre_series: str | None,
-        post_series: str | None, out: str, threshold_mm: float, second_threshold_mm: float,
-        registration: str,
-        threads: int | None, tumor_structures: tuple[str, ...],
+def run(pre: str, post: str, tumor: str | None, tumor_lines: tuple, tumor_seeds: tuple,
+        tumor_outside: tuple, tumor_markups: str | None, ablation: str | None,
+        ablation_seeds: tuple, ablation_markups: str | None, liver: str | None,
+        pre_series: str | None, post_series: str | None, out: str, threshold_mm: float,
+        second_threshold_mm: float, registration: str, threads: int | None,
+        tumor_structures: tuple[str, ...],
         ablation_structures: tuple[str, ...], dicom_out: bool, send_to: str | None,
         calling_aet: str, anonymize: bool, fail_unless_a0: bool, quiet: bool,
         verbose: bool) -> None:
@@ -113,12 +126,22 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
     Stage lines with their seconds go to stderr (-q: none, -v: more detail); the verdict line
     and the report's path go to stdout.
     """
+    from a0verify.io.markups import read_markups
     from a0verify.pipeline import run_case
 
+    lines, seeds, outside = list(tumor_lines), list(tumor_seeds), list(tumor_outside)
+    if tumor_markups:
+        mk = read_markups(tumor_markups)
+        lines += [(a.tolist(), b.tolist()) for _, a, b in mk.lines]
+        seeds += mk.inside
+        outside += mk.outside
+    ablation_seeds = tuple(ablation_seeds) + tuple(
+        tuple(p) for p in (read_markups(ablation_markups).inside if ablation_markups else []))
     progress = progress_for(quiet, verbose)
     node = check_dicom_options(dicom_out, send_to)
     res = run_case(pre, post, out, tumor_path=tumor, ablation_path=ablation,
-                   ablation_seeds=list(ablation_seeds), tumor_seeds=list(tumor_seeds),
+                   ablation_seeds=list(ablation_seeds), tumor_seeds=seeds,
+                   tumor_lines=lines, tumor_outside=outside,
                    liver_path=liver, threshold_mm=threshold_mm,
                    second_threshold_mm=second_threshold_mm,
                    registration_method=registration, threads=threads,

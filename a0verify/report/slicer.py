@@ -9,7 +9,6 @@ voxels (plus one voxel), so Slicer places them exactly where the full-grid mask 
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import SimpleITK as sitk
 from a0verify import geometry
 from a0verify.errors import InputError
 from a0verify.io import atomic_path, write_json_atomic
+from a0verify.io.markups import read_markups_lps  # noqa: F401 (the reader lives in io)
 
 F64 = npt.NDArray[np.float64]
 
@@ -87,6 +87,20 @@ def write_segmentation(path: str | Path, ablation: sitk.Image,
     ref = geometry.crop(ablation, box)
     _write_seg_nrrd(Path(path), layers, ref, segments)
     return segments
+
+
+def write_structure_segmentation(path: str | Path, mask: sitk.Image, name: str,
+                                 color_rgb: tuple[float, float, float]) -> Segment:
+    """Write one binary structure (nonzero voxels of ``mask``) as a one-segment Slicer
+    ``.seg.nrrd`` named ``name`` (e.g. "ablation zone", "tumour"), cropped to its nonzero box on
+    ``mask``'s lattice. The file reads back with :func:`a0verify.io.read_mask` (and with
+    :func:`read_segmentation` when ``name`` is "ablation zone"), so a user can edit it in
+    3D Slicer and pass it back as ``--ablation`` / ``--tumor``."""
+    box = nonzero_box(mask)
+    layer = (sitk.GetArrayFromImage(geometry.crop(mask, box)) != 0).astype(np.uint8)
+    seg = Segment(name, 0, 1, color_rgb)
+    _write_seg_nrrd(Path(path), [layer], geometry.crop(mask, box), [seg])
+    return seg
 
 
 def _extent(layer: npt.NDArray[np.uint8], label: int) -> str:
@@ -299,15 +313,3 @@ def write_markups(path: str | Path, points: Sequence[tuple[str, Sequence[float],
         }],
     }
     return write_json_atomic(path, doc)
-
-
-def read_markups_lps(path: str | Path) -> list[tuple[str, F64]]:
-    """Labels and LPS positions (mm) of a .mrk.json point list (RAS files are converted)."""
-    doc = json.loads(Path(path).read_text())
-    out = []
-    for m in doc.get("markups", []):
-        ras = m.get("coordinateSystem", "LPS") == "RAS"
-        for cp in m.get("controlPoints", []):
-            pos = np.asarray(cp["position"], float)
-            out.append((str(cp.get("label", "")), geometry.lps_to_ras(pos) if ras else pos))
-    return out

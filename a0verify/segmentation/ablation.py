@@ -1,0 +1,369 @@
+"""Ablation zone from one or more seeds on a contrast-enhanced post-ablation CT.
+
+Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentation.md``):
+*artefact-aware adaptive region growing with evidence-based leak control*.
+
+1. **Artefacts are neither zone nor background.** Gas (smoothed HU < ``gas_hu``) and metal (raw
+   HU > ``metal_hu``: needles, clips) plus ``artefact_margin_mm`` around them are left out of
+   every statistic and of the growth; they are given back at the end only where they lie inside
+   the zone's closing (bubbles, tracts and needles *inside* the zone are included, gas in bowel
+   next to it is not).
+2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
+   inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
+   a bubble or the needle works), then refined on the provisional region's core; surroundings =
+   median of a shell 1.5-6 mm outside it (rim and parenchyma). The upper threshold is the
+   gradient-weighted mean HU across the provisional boundary (for a blurred step it is the
+   midpoint whatever the blur, and it follows the *adjacent* enhancing rim), clipped to 30-80 %
+   of the contrast; the lower threshold (``lo_k`` spreads below the inside median, at least
+   ``lo_min_hu``) keeps out fat, bile, cysts and bowel content darker than the zone.
+3. **No size or distance limit.** The region of interest starts at ``roi_pad_mm`` around the
+   seed and grows (x ``roi_growth``) while the region still reaches its open faces, up to
+   ``roi_pad_max_mm``; only a region larger than ``max_volume_ml`` (3x the largest clinical
+   zone) is refused.
+4. **Leaks are cut by evidence**: a neck cut (opening by ``neck_radius_mm``, seed component,
+   reconstruction) detaches regions joined through thin bridges (vessels, tracts, streaks, the
+   capsule's partial-volume sheet); what stays is judged by the quality signal (weak-edge
+   fraction of the border, threshold stability, contrast, image edge; see
+   :mod:`a0verify.segmentation.result`), which goes into report.json and the report page.
+5. Clean-up: closing by ``close_radius_mm`` (streak cracks), artefacts inside the closing by
+   ``artefact_close_mm`` given back, holes filled. Several seeds: each seed not already inside
+   an earlier seed's zone grows its own region; the mask is their union.
+
+Seeds are LPS mm; arrays (z, y, x); distances in mm from the image spacing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+from scipy import ndimage
+
+from a0verify import geometry
+from a0verify.errors import SegmentationError
+from a0verify.segmentation import morph
+from a0verify.segmentation.result import Quality, SegmentationResult, assess
+
+BoolArray = npt.NDArray[np.bool_]
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+METHOD = ("artefact-aware adaptive region growing (intensity model learned at the seed, "
+          "gradient-weighted edge threshold, growing region of interest) + neck cut + closing; "
+          "quality from edge evidence")
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    """Parameters (mm, HU, ml). Defaults chosen on the development set of the benchmark."""
+
+    smooth_sigma_mm: float = 0.8
+    roi_pad_mm: float = 35.0
+    roi_growth: float = 1.7
+    roi_pad_max_mm: float = 120.0
+    seed_radius_mm: float = 5.0
+    gas_hu: float = -250.0
+    metal_hu: float = 1200.0
+    artefact_margin_mm: float = 1.5
+    shell_mm: tuple[float, float] = (1.5, 6.0)
+    init_k: float = 2.5
+    lo_k: float = 3.0
+    lo_min_hu: float = 15.0
+    lo_max_hu: float = 30.0
+    min_contrast_hu: float = 15.0
+    warn_contrast_hu: float = 30.0
+    neck_radius_mm: float = 3.0
+    close_radius_mm: float = 1.5
+    artefact_close_mm: float = 3.0
+    band_mm: float = 2.0
+    refine_iterations: int = 2
+    edge_threshold: bool = False
+    stability_step: float = 0.15
+    max_volume_ml: float = 1500.0
+    max_artefact_ml: float = 10.0
+    streak_median_mm: float = 3.5
+    metal_avoid_mm: float = 5.0
+    neck_fraction: float = 0.15
+    neck_max_mm: float = 6.0
+    min_volume_ml: float = 0.05
+
+
+@dataclass
+class _Roi:
+    box: geometry.IndexBox
+    sm: F32  # smoothed HU
+    art: BoolArray  # artefact voxels (gas, metal, and a margin)
+    passable: BoolArray  # artefacts the region may grow through (small bubbles, tracts, needle)
+    seed: F64  # continuous (z, y, x) index of the seed in the ROI
+    marker: BoolArray  # seed ball minus artefacts (or the seed ball if that is empty)
+    open_faces: list[tuple[int, int]]
+
+
+def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Roi:
+    sp = geometry.spacing_zyx(image)
+    box = geometry.roi_box_around_lps(image, seed_lps[None], pad)
+    raw = sitk.GetArrayFromImage(geometry.crop(image, box)).astype(np.float32)
+    sm = _smooth(raw, sp, p)
+    art = (sm < p.gas_hu) | (raw > p.metal_hu)
+    passable = np.zeros_like(art)
+    if art.any():
+        art = morph.dilate(art, p.artefact_margin_mm, sp)
+        # bubbles, tracts and needles are small; lung, bowel gas and air outside are not
+        lab, _ = ndimage.label(art, structure=morph.STRUCT26)
+        sizes = np.bincount(lab.ravel()) * geometry.voxel_volume_ml(image)
+        small = sizes <= p.max_artefact_ml
+        small[0] = False
+        passable = small[lab]
+    seed = geometry.lps_to_zyx_index(image, seed_lps) - np.asarray(box.lo_zyx, float)
+    # statistics stay clear of gas and of the streak core around metal
+    avoid = art
+    metal = raw > p.metal_hu
+    if metal.any():
+        avoid = art | morph.dilate(metal, p.metal_avoid_mm, sp)
+    marker = np.zeros_like(art)
+    for radius in (p.seed_radius_mm, 2.5 * p.seed_radius_mm):  # a click on gas or metal
+        ball = morph.ball(sm.shape, seed, radius, sp)
+        for excl in (avoid, art):
+            marker = ball & ~excl
+            if marker.sum() >= 10:
+                break
+        if marker.sum() >= 10:
+            break
+    full = geometry.xyz_to_zyx(image.GetSize()).astype(int)
+    faces = [(ax, 0) for ax in range(3) if box.lo_zyx[ax] > 0]
+    faces += [(ax, -1) for ax in range(3) if box.hi_zyx[ax] < full[ax]]
+    return _Roi(box, sm, art, passable, seed, marker, faces)
+
+
+def _window(r: _Roi, lo: float, hi: float) -> BoolArray:
+    """Voxels the region may contain: zone-like HU (outside artefacts) or small artefacts."""
+    return np.asarray(((r.sm >= lo) & (r.sm <= hi) & ~r.art) | r.passable)
+
+
+def _smooth(raw: F32, sp: F64, p: AblationParams) -> F32:
+    """Gaussian pre-smoothing; axial slices holding metal are first median-filtered in plane
+    (``streak_median_mm`` wide), which removes thin streaks and keeps edges."""
+    metal_slices = np.nonzero((raw > p.metal_hu).any(axis=(1, 2)))[0]
+    if metal_slices.size:
+        raw = raw.copy()
+        k = max(3, round(p.streak_median_mm / float(sp[1:].min())) | 1)
+        for z in metal_slices:
+            raw[z] = ndimage.median_filter(raw[z], size=k, mode="nearest")
+    return np.asarray(ndimage.gaussian_filter(raw, sigma=p.smooth_sigma_mm / sp, mode="nearest"),
+                      dtype=np.float32)
+
+
+def _touches(mask: BoolArray, faces: list[tuple[int, int]]) -> bool:
+    return any(mask.take(end, axis=ax).any() for ax, end in faces)
+
+
+@dataclass
+class _Model:
+    lo: float
+    hi: float
+    m_in: float
+    m_out: float
+    stats: dict[str, float]
+    warnings: list[str]
+
+
+def _spread(vals: npt.NDArray[np.floating], median: float) -> float:
+    """Robust spread (1.4826 x MAD) clipped to 3-12 HU: streaks near a needle must not widen
+    the window into fat or bile."""
+    return float(np.clip(1.4826 * float(np.median(np.abs(vals - median))), 3.0, 12.0))
+
+
+def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
+    """Inside/surround HU and the window [lo, hi] (see the module docstring, step 2)."""
+    vals = r.sm[r.marker]
+    if vals.size < 10:
+        raise SegmentationError(
+            f"ablation seed {label} lies in gas or metal with no tissue within "
+            f"{2.5 * p.seed_radius_mm:.0f} mm; move the seed into the zone")
+    m_in = float(np.median(vals))
+    s_in = _spread(vals, m_in)
+    lo = m_in - float(np.clip(p.lo_k * s_in, p.lo_min_hu, p.lo_max_hu))
+    hi = m_in + 10.0 + 1.5 * min(s_in, 8.0)
+    region = morph.component_touching(_window(r, lo, hi), r.marker)
+    m_out = m_in
+    for _ in range(p.refine_iterations + 1):
+        dist_out = morph.edt(~region, sp)
+        shell = (dist_out > p.shell_mm[0]) & (dist_out <= p.shell_mm[1]) & ~r.art
+        sv = r.sm[shell]
+        if sv.size < 10:
+            raise SegmentationError(f"ablation segmentation from seed {label}: no surrounding "
+                                    "tissue in the region of interest")
+        m_out = float(np.median(sv))
+        contrast = m_out - m_in
+        if contrast < p.min_contrast_hu:
+            raise SegmentationError(
+                f"ablation seed {label}: no non-enhancing zone there (seed {m_in:.0f} HU, "
+                f"surroundings {m_out:.0f} HU); place the seed inside the ablation zone")
+        hi = 0.5 * (m_in + m_out)
+        region = morph.component_touching(_window(r, lo, hi), r.marker)
+        if region.sum() > 0.5 * region.size:
+            break
+    thr_mid = hi
+    if p.edge_threshold and 0 < region.sum() <= 0.5 * region.size:
+        band = (morph.edt(region, sp) <= p.band_mm) & (morph.edt(~region, sp) <= p.band_mm)
+        band &= ~r.art
+        grads = np.gradient(r.sm.astype(np.float64), *sp)
+        w = np.sqrt(sum(g * g for g in grads))[band]
+        if w.sum() > 0:
+            t_edge = float(np.sum(w * r.sm[band]) / w.sum())
+            hi = float(np.clip(t_edge, m_in + 0.3 * contrast, m_in + 0.8 * contrast))
+    warns: list[str] = []
+    if contrast < p.warn_contrast_hu:
+        warns.append(f"ablation seed {label}: low contrast ({m_in:.0f} HU vs {m_out:.0f} HU "
+                     "around); review the mask")
+    stats = {"inside_median_hu": m_in, "inside_spread_hu": s_in, "surround_median_hu": m_out,
+             "contrast_hu": contrast, "threshold_hu": hi, "midpoint_threshold_hu": thr_mid,
+             "lower_threshold_hu": lo}
+    return _Model(lo=lo, hi=hi, m_in=m_in, m_out=m_out, stats=stats, warnings=warns)
+
+
+@dataclass
+class _Part:
+    mask: BoolArray  # on the ROI
+    box: geometry.IndexBox
+    model: _Model
+    stability: float
+    pad: float
+
+
+def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _Part:
+    """One seed's zone: learn, grow in a widening ROI, cut necks, close, fill."""
+    sp = geometry.spacing_zyx(image)
+    vox_ml = geometry.voxel_volume_ml(image)
+    pad = p.roi_pad_mm
+    r = _roi(image, seed_lps, pad, p)
+    model = _learn(r, sp, p, label)
+    while True:
+        region = morph.component_touching(_window(r, model.lo, model.hi), r.marker)
+        if region.sum() * vox_ml > p.max_volume_ml:  # last chance: a wide neck cut
+            sub = morph.bbox(region, 2, region.shape)
+            region[sub] = morph.neck_cut_fast(region[sub], r.marker[sub], p.neck_max_mm, sp)
+        if region.sum() * vox_ml > p.max_volume_ml:
+            raise SegmentationError(
+                f"ablation segmentation from seed {label} leaked: more than "
+                f"{p.max_volume_ml:.0f} ml of tissue between {model.lo:.0f} and "
+                f"{model.hi:.0f} HU is connected to the seed; place the seed inside the "
+                "non-enhancing zone or supply a mask")
+        if not region.any():
+            raise SegmentationError(f"ablation seed {label}: no non-enhancing tissue at the seed")
+        if _touches(region, r.open_faces):
+            sub = morph.bbox(region, 2, region.shape)
+            cut = np.zeros_like(region)
+            cut[sub] = morph.neck_cut_fast(region[sub], r.marker[sub], p.neck_radius_mm, sp)
+            if _touches(cut, r.open_faces) and pad < p.roi_pad_max_mm:
+                pad = min(pad * p.roi_growth, p.roi_pad_max_mm)
+                r = _roi(image, seed_lps, pad, p)
+                continue
+        break
+    # growth behaviour: volume when the threshold moves towards the surroundings
+    step = p.stability_step * (model.m_out - model.m_in)
+    wider = morph.component_touching(_window(r, model.lo, model.hi + step), r.marker)
+    stability = float(wider.sum()) / max(float(region.sum()), 1.0)
+    sub = morph.bbox(region, int(np.ceil(4.0 / sp.min())) + 2, region.shape)
+    depth = _depth_at_seed(region, r, sp)
+    neck = float(np.clip(p.neck_fraction * depth, p.neck_radius_mm, p.neck_max_mm))
+    reg = morph.neck_cut_fast(region[sub], r.marker[sub], neck, sp)
+    if not reg.any():
+        raise SegmentationError(f"ablation seed {label}: no non-enhancing tissue at the seed")
+    sub2 = morph.bbox(reg, int(np.ceil(4.0 / sp.min())) + 2, reg.shape)  # after the cut
+    reg = reg[sub2]
+    sub = tuple(slice(a.start + b.start, a.start + b.stop) for a, b in zip(sub, sub2,
+                                                                           strict=True))
+    hull = morph.close(reg, p.artefact_close_mm, sp)
+    reg = morph.close(reg, p.close_radius_mm, sp) | (hull & r.art[sub])
+    reg = morph.component_touching(np.asarray(ndimage.binary_fill_holes(reg)), r.marker[sub])
+    out = np.zeros_like(region)
+    out[sub] = reg
+    if out.sum() * vox_ml < p.min_volume_ml:
+        raise SegmentationError(
+            f"ablation segmentation from seed {label} found only {out.sum() * vox_ml:.2f} ml; "
+            "is the seed inside the non-enhancing ablation zone?")
+    model.stats["neck_radius_mm"] = neck
+    return _Part(out, r.box, model, stability, pad)
+
+
+def _depth_at_seed(region: BoolArray, r: _Roi, sp: F64) -> float:
+    """Radius (mm) of the largest ball inside ``region`` near the seed (within 15 mm): the
+    zone's own thickness, which a leak elsewhere does not inflate."""
+    near = morph.ball(region.shape, r.seed, 15.0, sp)
+    sub = morph.bbox(near, 1, region.shape)
+    d = morph.edt(np.pad(region[sub], 1), sp)[1:-1, 1:-1, 1:-1]
+    vals = d[near[sub] & region[sub]]
+    return float(vals.max()) if vals.size else 0.0
+
+
+def _fmt(seed: npt.ArrayLike) -> str:
+    return "(" + ", ".join(f"{float(v):.1f}" for v in np.ravel(seed)) + ")"
+
+
+def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]],
+                          params: AblationParams | None = None) -> SegmentationResult:
+    """Core of :func:`a0verify.segmentation.segment_ablation` (seeds already validated)."""
+    p = params or AblationParams()
+    sp = geometry.spacing_zyx(image)
+    shape = tuple(int(v) for v in geometry.xyz_to_zyx(image.GetSize()))
+    full = np.zeros(shape, bool)
+    parts: list[_Part] = []
+    stats: dict[str, float] = {"n_seeds": float(len(seeds_lps))}
+    warns: list[str] = []
+    for i, s in enumerate(seeds_lps):
+        s_arr = np.asarray(s, np.float64)
+        v = np.rint(geometry.lps_to_zyx_index(image, s_arr)).astype(int)
+        v = np.clip(v, 0, np.asarray(shape) - 1)
+        if full[tuple(v)]:
+            stats[f"seed{i + 1}_in_earlier_zone"] = 1.0
+            continue
+        part = _grow(image, s_arr, p, _fmt(s_arr))
+        full[part.box.slices] |= part.mask
+        parts.append(part)
+        warns.extend(part.model.warnings)
+        prefix = "" if len(seeds_lps) == 1 else f"seed{i + 1}_"
+        stats.update({prefix + k: round(float(x), 2) for k, x in part.model.stats.items()})
+        stats[prefix + "roi_pad_mm"] = float(part.pad)
+    quality = _union_quality(image, full, parts, p)
+    vox_ml = geometry.voxel_volume_ml(image)
+    _, n = ndimage.label(full, structure=morph.STRUCT26)
+    stats["volume_ml"] = float(full.sum() * vox_ml)
+    stats["n_components"] = float(n)
+    stats["equivalent_diameter_mm"] = float((6.0 * stats["volume_ml"] * 1000.0 / np.pi)
+                                            ** (1 / 3))
+    idx = np.argwhere(full)
+    stats["extent_max_mm"] = float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
+    if quality.level != "good":
+        warns.append(quality.sentence("ablation-zone").rstrip("."))
+    mask = geometry.array_to_image(full.astype(np.uint8), image)
+    return SegmentationResult(mask=mask, method=METHOD, warnings=warns, stats=stats,
+                              quality=quality)
+
+
+def _union_quality(image: sitk.Image, full: BoolArray, parts: list[_Part],
+                   p: AblationParams) -> Quality:
+    """Quality of the union, judged on a smoothed crop around it (window: the widest of the
+    parts' windows)."""
+    sp = geometry.spacing_zyx(image)
+    margin = int(np.ceil(5.0 / sp.min()))
+    sub = morph.bbox(full, margin, full.shape)
+    lo_zyx = tuple(s.start for s in sub)
+    hi_zyx = tuple(s.stop for s in sub)
+    box = geometry.IndexBox(lo_zyx, hi_zyx)
+    raw = sitk.GetArrayFromImage(geometry.crop(image, box)).astype(np.float32)
+    sm = ndimage.gaussian_filter(raw, sigma=p.smooth_sigma_mm / sp, mode="nearest")
+    art = (sm < p.gas_hu) | (raw > p.metal_hu)
+    if art.any():
+        art = morph.dilate(art, p.artefact_margin_mm, sp)
+    lo = min(pt.model.lo for pt in parts)
+    hi = max(pt.model.hi for pt in parts)
+    region = full[sub]
+    edge = any(region.take(0, axis=ax).any() and box.lo_zyx[ax] == 0 for ax in range(3)) or \
+        any(region.take(-1, axis=ax).any() and box.hi_zyx[ax] == full.shape[ax]
+            for ax in range(3))
+    return assess(sm, region, sp, (lo, hi), max(pt.stability for pt in parts), edge,
+                  "ablation zone", ignore=art, min_contrast_hu=p.warn_contrast_hu)
