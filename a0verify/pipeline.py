@@ -358,9 +358,10 @@ def run_case(
     from a0verify import registration as reg_mod
 
     t0 = time.perf_counter()
-    reg = reg_mod.register(post, pre, method=registration_method, focus_mask=focus,
-                           threads=threads, liver_mask=liver,
-                           moving_exclude_mask=sitk.Cast(tumor != 0, sitk.sitkUInt8))
+    reg = reg_mod.register(
+        post, pre, reg_mod.RegistrationMasks(zone=focus, liver=liver,
+                                             tumor=sitk.Cast(tumor != 0, sitk.sitkUInt8)),
+        reg_mod.RegistrationSettings(method=registration_method, threads=threads))
     timings["registration"] = time.perf_counter() - t0
     warnings += reg.warnings
 
