@@ -66,9 +66,20 @@ def _worker(method: str, pair_dir: Path, out: Path, threads: int) -> None:
             res = register(post, pre, RegistrationMasks(zone=zone, tumor=tumor),
                            RegistrationSettings(threads=threads))
             tx = res.transform
+            m = res.metrics
             info = {"uncertainty_mm": res.uncertainty_mm, "warnings": res.warnings,
-                    "timings_s": res.timings_s, "metrics": res.metrics,
-                    "reliable": getattr(res, "reliable", True)}
+                    "timings_s": res.timings_s, "reliable": res.reliable,
+                    "reliability_notes": res.reliability_notes,
+                    "features": {
+                        "max_spacing": max(post.GetSpacing()),
+                        "spread_p95": max([d.get("p95", 0.0) for d in
+                                           m.get("restart_disagreement_mm", [])] or [0.0]),
+                        "zone_deform_p95": m.get("deformable_displacement_zone_mm",
+                                                 {}).get("p95", 0.0),
+                        "ncc_after": m["similarity_roi"]["after"]["ncc"],
+                        "attempts": len(m["attempts"]),
+                        "organ_mask": m.get("automatic_masks", {}).get("organ_mask", {})
+                        .get("used", False)}}
         elif method == "baseline":  # the old API (run from the extracted baseline tree)
             from a0verify.registration import register, set_threads
 
@@ -145,13 +156,14 @@ def _ensure_pair(cache: Path, source: str, difficulty: str, seed: int,
 
 def evaluate(pair_dir: Path, result: Path) -> dict[str, Any]:
     """Accuracy of one registration result against the pair's truth (see the module doc)."""
+    import numpy as np
     import SimpleITK as sitk
 
     from a0verify import verdict
     from a0verify.margin import compute_margin
     from a0verify.registration import tumor_levelsets_to_post
     from a0verify.registration.roi import dilate
-    from a0verify.registration.synthetic import tre_stats
+    from a0verify.registration.synthetic import transform_points, tre_stats
     from a0verify.registration.synthetic_pairs import load_pair
 
     info = json.loads(result.with_suffix(".json").read_text())
@@ -172,6 +184,10 @@ def evaluate(pair_dir: Path, result: Path) -> dict[str, Any]:
         near = dilate(zone, 15.0) & (pair.post > -400)
     row["tre_near"] = tre_stats(pair.post_to_pre, tx, near, step=2)
     row["tre_zone"] = tre_stats(pair.post_to_pre, tx, zone, step=2)
+    surf = pair.tumor_surface_post()[::4]
+    err = np.linalg.norm(transform_points(tx, surf) - pair.post_to_pre(surf), axis=1)
+    row["tre_tumor"] = {"mean": float(err.mean()), "p95": float(np.percentile(err, 95)),
+                        "max": float(err.max())}
     margin = compute_margin(tumor_levelsets_to_post(pair.tumor, pair.post, tx), pair.ablation,
                             THRESHOLD_MM)
     les = margin.lesions[0]
@@ -179,6 +195,7 @@ def evaluate(pair_dir: Path, result: Path) -> dict[str, Any]:
     v = verdict.classify(les.min_margin_mm, THRESHOLD_MM, band)
     row.update(mam_mm=les.min_margin_mm, mam_error_mm=les.min_margin_mm - truth, band_mm=band,
                reg_uncertainty_mm=float(info["uncertainty_mm"]),
+               margin_uncertainty_mm=les.uncertainty_mm, features=info.get("features", {}),
                covered=abs(les.min_margin_mm - truth) <= band, verdict=v.verdict,
                reason=v.reason, warnings=info.get("warnings", []),
                reliable=info.get("reliable", True))
@@ -202,10 +219,11 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
     import numpy as np
 
     out = ["| method | set | difficulty | n | TRE near mean / p95 / max (mm) | TRE zone p95 "
-           "(mm) | MAM error mean abs / max abs (mm) | band coverage | band median (mm) | "
+           "(mm) | TRE tumour surface p95 / max (mm) | MAM error mean abs / max abs (mm) | "
+           "band coverage | band median (mm) | "
            "wrong decisive verdicts | indeterminate (true clear) | failed | wall s mean / max "
            "| CPU s mean |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["method"], r["set"], r["difficulty"]) for r in rows},
                   key=lambda k: (k[0], k[1], _order(k[2])))
     groups = [(k, [r for r in rows if (r["method"], r["set"], r["difficulty"]) == k])
@@ -228,7 +246,9 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
             + (f"{np.mean([t['mean'] for t in near]):.2f} / "
                f"{np.mean([t['p95'] for t in near]):.2f} / {max(t['max'] for t in near):.2f} | "
                f"{np.mean([r['tre_zone']['p95'] for r in ok]):.2f} | "
-               f"{np.mean(err):.2f} / {max(err):.2f} | " if ok else "- | - | - | ")
+               f"{np.mean([r['tre_tumor']['p95'] for r in ok]):.2f} / "
+               f"{max(r['tre_tumor']['max'] for r in ok):.2f} | "
+               f"{np.mean(err):.2f} / {max(err):.2f} | " if ok else "- | - | - | - | ")
             + f"{cover}/{len(g)} | " + (f"{np.median(bands):.2f} | " if bands else "- | ")
             + f"{wrong} | {indet_clear} | {len(g) - len(ok)} | "
             f"{np.mean([r['wall_s'] for r in g]):.1f} / {max(r['wall_s'] for r in g):.1f} | "

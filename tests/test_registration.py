@@ -290,7 +290,7 @@ def test_garbage_moving_raises_registration_error() -> None:
     noise = geometry.array_to_image(
         rng.normal(0, 300, sitk.GetArrayViewFromImage(case.pre).shape).astype(np.float32),
         case.pre)
-    with pytest.raises(RegistrationError, match="attempt|overlap"):
+    with pytest.raises(RegistrationError, match=r"attempt|overlap"):
         register(case.post, noise, RegistrationMasks(zone=case.ablation),
                  RegistrationSettings(method="rigid", restarts=0, ladder=LADDER[:2], threads=2))
 

@@ -136,7 +136,7 @@ def _profile(img: sitk.Image) -> tuple[F64, F64]:
 def z_offset(fixed5: sitk.Image, moving5: sitk.Image) -> tuple[float, float]:
     """Cranio-caudal shift (mm, pre z - post z) that best matches the per-slice body profiles of
     two axial images on the same isotropic coarse grid spacing, and its correlation (the mean
-    over the three profile features of the NCC over the overlap). Shifts keeping at least 70 %
+    NCC over the overlap of the profile features that vary; 0 when none does). Shifts keeping at least 70 %
     of the post slices inside the pre scan are tried. Returns (shift, ncc)."""
     zf, ff = _profile(fixed5)
     zm, fm = _profile(moving5)
@@ -150,11 +150,12 @@ def z_offset(fixed5: sitk.Image, moving5: sitk.Image) -> tuple[float, float]:
             continue
         a, b = ff[i0:i1], fm[i0 + k:i1 + k]
         nccs = []
-        for j in range(a.shape[1]):
+        for j in range(a.shape[1]):  # features that vary along both profiles
             x, y = a[:, j] - a[:, j].mean(), b[:, j] - b[:, j].mean()
             den = math.sqrt(float((x * x).sum() * (y * y).sum()))
-            nccs.append(float((x * y).sum()) / den if den > 1e-9 else 0.0)
-        score = float(np.mean(nccs))
+            if den > 1e-6 * len(x):
+                nccs.append(float((x * y).sum()) / den)
+        score = float(np.mean(nccs)) if nccs else 0.0
         if score > best[1]:
             best = (float(zm[0] + k * step - zf[0]), score)
     return best

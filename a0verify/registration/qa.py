@@ -121,7 +121,7 @@ def stats(v: F64) -> dict[str, float]:
 
 
 def _on(mask: sitk.Image, grid: sitk.Image) -> npt.NDArray[np.bool_]:
-    return sitk.GetArrayViewFromImage(
+    return sitk.GetArrayFromImage(
         sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) != 0
 
 
@@ -212,17 +212,48 @@ def disagreement(a: sitk.Transform, b: sitk.Transform, ref: sitk.Image,
     return stats(diff.ravel())
 
 
-#: uncertainty = hypot(voxel floor, RESTART_SPREAD_FACTOR x p95 restart disagreement near zone)
-RESTART_SPREAD_FACTOR = 1.5
+@dataclass(frozen=True)
+class BandModel:
+    """How the evidence becomes the 95 % half-width of the registration error at the tumour:
+    ``hypot(floor * largest post spacing, spread * restart disagreement p95 near the zone,
+    deform * local non-rigid displacement p95 in the zone)`` (mm), times ``unreliable`` when
+    the registration is flagged unreliable. The factors are calibrated on pairs with known
+    transforms (``benchmarks/bench_registration.py``; see the README)."""
+
+    floor: float = 0.35
+    floor_rigid: float = 0.5
+    spread: float = 1.5
+    deform: float = 0.0
+    unreliable: float = 2.0
 
 
-def uncertainty(spacing: tuple[float, ...], method: str, spreads: list[float]) -> float:
-    """95 % half-width (mm) of the registration error near the zone.
+BAND = BandModel()
+#: Evidence that the registration near the zone is unreliable (-> wide band, verdict caveat).
+UNRELIABLE_SPREAD_MM = 2.0  # restarts disagree by more than this (p95 near the zone)
+UNRELIABLE_NCC = 0.35  # similarity after registration below this
 
-    A floor from the voxel size (0.35 x the largest spacing for deformable, 0.5 x for rigid)
-    combined in quadrature with :data:`RESTART_SPREAD_FACTOR` times the largest 95th-percentile
-    restart disagreement near the zone."""
+
+def uncertainty_terms(spacing: tuple[float, ...], method: str, spreads: list[float],
+                      zone_deform_mm: float, model: BandModel = BAND) -> dict[str, float]:
+    """The terms of the band (mm; :class:`BandModel`): floor, restarts, deformation."""
     sp = float(max(spacing))
-    floor = 0.5 * sp if method == "rigid" else 0.35 * sp
-    spread = max(spreads) if spreads else 0.0
-    return float(np.hypot(floor, RESTART_SPREAD_FACTOR * spread))
+    return {"floor": (model.floor_rigid if method == "rigid" else model.floor) * sp,
+            "restarts": model.spread * (max(spreads) if spreads else 0.0),
+            "deformation": model.deform * zone_deform_mm}
+
+
+def uncertainty(terms: dict[str, float], reliable: bool, model: BandModel = BAND) -> float:
+    """95 % half-width (mm) of the registration error near the zone from its terms."""
+    u = float(np.sqrt(sum(v * v for v in terms.values())))
+    return u if reliable else u * model.unreliable
+
+
+def reliability_notes(metrics: dict[str, Any], spreads: list[float]) -> list[str]:
+    """Reasons to distrust an accepted registration near the zone (empty: no such evidence)."""
+    notes = []
+    if spreads and max(spreads) > UNRELIABLE_SPREAD_MM:
+        notes.append(f"restarts disagree by {max(spreads):.1f} mm near the zone")
+    n_after = metrics.get("similarity_roi", {}).get("after", {}).get("ncc")
+    if n_after is not None and n_after < UNRELIABLE_NCC:
+        notes.append(f"low similarity after registration (NCC {n_after:.2f})")
+    return notes

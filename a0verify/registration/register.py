@@ -34,9 +34,10 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
+from a0verify import geometry
 from a0verify.errors import InputError, RegistrationError
 from a0verify.forkjob import ForkJob, parallel_ok
-from a0verify.registration import elastix_backend, initial, qa, roi
+from a0verify.registration import artefacts, elastix_backend, initial, qa, roi
 from a0verify.registration.elastix import (
     ElastixFailed,
     ElastixRun,
@@ -85,7 +86,11 @@ class RegistrationSettings:
     around the zone (mm); ``threads``: bound on elastix/SimpleITK/Numba threads (None: all usable
     CPUs); ``seed``: sampler seed; ``restarts``: extra runs (other seed, perturbed start) whose
     disagreement feeds the uncertainty; ``ladder``: the attempts; ``param_overrides``:
-    ``{"rigid"|"bspline": {elastix parameter: [values]}}`` on top of the shipped maps."""
+    ``{"rigid"|"bspline": {elastix parameter: [values]}}`` on top of the shipped maps;
+    ``auto_exclude``: leave probe / metal streaks / gas out of the metric
+    (:func:`~a0verify.registration.artefacts.artefact_mask`); ``organ_metric``: without a liver
+    mask, restrict the metric to the organ around the zone
+    (:func:`~a0verify.registration.artefacts.zone_organ_mask`)."""
 
     method: str = "deformable"
     roi_pad_mm: float = 35.0
@@ -94,6 +99,8 @@ class RegistrationSettings:
     restarts: int = 1
     ladder: tuple[Attempt, ...] = LADDER
     param_overrides: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+    auto_exclude: bool = True
+    organ_metric: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -136,6 +143,14 @@ class RegistrationResult:
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     qa_images: dict[str, sitk.Image] = field(default_factory=dict, repr=False)
+    uncertainty_terms: dict[str, float] = field(default_factory=dict)
+    reliability_notes: list[str] = field(default_factory=list)
+
+    @property
+    def reliable(self) -> bool:
+        """False when the evidence near the zone is weak (see ``reliability_notes``): the band
+        is widened and a verdict must not be decisive in the unsafe direction."""
+        return not self.reliability_notes
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (no images, no transform coefficients)."""
@@ -143,6 +158,9 @@ class RegistrationResult:
             "method": self.method,
             "metrics": self.metrics,
             "uncertainty_mm": self.uncertainty_mm,
+            "uncertainty_terms_mm": self.uncertainty_terms,
+            "reliable": self.reliable,
+            "reliability_notes": self.reliability_notes,
             "parameter_files": self.parameter_files,
             "warnings": self.warnings,
             "timings_s": self.timings_s,
@@ -195,19 +213,36 @@ class _Case:
     center: npt.NDArray[np.float64]  # LPS mm: zone centre, else the post image centre
 
 
-def _prepare(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks) -> _Case:
+def _prepare(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
+             settings: RegistrationSettings) -> tuple[_Case, dict[str, Any]]:
+    """Prepared images and masks (user masks + the automatic ones) and what was found."""
     for img, what in ((fixed, "fixed (post) image"), (moving, "moving (pre) image")):
         if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(f"{what} must be a scalar 3-D image")
     f, m = initial.prepare(fixed), initial.prepare(moving)
     zone = roi.on_grid(masks.zone, f, "focus (ablation-zone) mask")
+    exclude = roi.on_grid(masks.exclude, f, "exclude mask")
+    liver = roi.on_grid(masks.liver, f, "liver mask")
+    tumor = roi.on_grid(masks.tumor, m, "moving exclude (tumour) mask")
     center = np.asarray(f.TransformContinuousIndexToPhysicalPoint(
         [(s - 1) / 2.0 for s in f.GetSize()]))
+    found: dict[str, Any] = {}
     if zone is not None:
         center = roi.mask_points(zone).mean(axis=0)
-    return _Case(f, m, zone, roi.on_grid(masks.exclude, f, "exclude mask"),
-                 roi.on_grid(masks.liver, f, "liver mask"),
-                 roi.on_grid(masks.tumor, m, "moving exclude (tumour) mask"), center)
+        pad = settings.roi_pad_mm + max(a.pad_extra_mm for a in settings.ladder) + 5.0
+        box = geometry.roi_box_around_lps(f, roi.mask_points(zone), pad)
+        raw = sitk.Cast(fixed, sitk.sitkFloat32)
+        if settings.auto_exclude:
+            art, found["artefacts"] = artefacts.artefact_mask(raw, zone, box)
+            exclude = art if exclude is None else (exclude | art)
+        if settings.organ_metric and liver is None:
+            liver, found["organ_mask"] = artefacts.zone_organ_mask(raw, zone, exclude, box)
+    if settings.auto_exclude:
+        metal = artefacts.moving_metal_mask(sitk.Cast(moving, sitk.sitkFloat32))
+        if metal is not None:
+            found["moving_metal"] = True
+            tumor = metal if tumor is None else (tumor | metal)
+    return _Case(f, m, zone, exclude, liver, tumor, center), found
 
 
 def _stage_maps(settings: RegistrationSettings, attempt: Attempt, spacing: Sequence[float],
@@ -342,7 +377,9 @@ def register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks | N
     budget = int(settings.threads) if settings.threads else _usable_cpus()
     elastix_backend.preload()
     timings: dict[str, float] = {}
-    case = _prepare(fixed, moving, masks)
+    t = time.perf_counter()
+    case, found = _prepare(fixed, moving, masks, settings)
+    timings["masks"] = time.perf_counter() - t
     t = time.perf_counter()
     if masks.landmarks is not None:
         init, init_kind = initial.landmark_start(masks.landmarks, case.center), "landmarks"
@@ -359,6 +396,7 @@ def register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks | N
             log.append({"attempt": k + 1, "failure": got})
             continue
         log.append(got.info)
+        got.check.metrics["automatic_masks"] = found
         return _result(case, settings, got, init, init_kind, log, failures, timings,
                        (t0, c0))
     raise RegistrationError(f"{settings.method} registration failed after "
@@ -396,11 +434,17 @@ def _result(case: _Case, settings: RegistrationSettings, got: _Outcome,
         warns.append(f"registration needed {len(failures) + 1} attempts ({failures[0]})")
     timings["registration"] = time.perf_counter() - start[0]
     timings["registration_cpu"] = _cpu_seconds() - start[1]  # workers included
+    zone_deform = metrics.get("deformable_displacement_zone_mm", {}).get("p95", 0.0)
+    terms = qa.uncertainty_terms(case.fixed.GetSpacing(), settings.method, got.spreads,
+                                 zone_deform)
+    notes = qa.reliability_notes(metrics, got.spreads)
+    if notes:
+        warns.append("registration unreliable near the zone: " + "; ".join(notes))
     return RegistrationResult(
         method=settings.method, transform=got.run.transform, metrics=metrics,
-        uncertainty_mm=qa.uncertainty(case.fixed.GetSpacing(), settings.method, got.spreads),
-        parameter_files=[p.name for p in pfiles], warnings=warns, timings_s=timings,
-        qa_images=got.check.images)
+        uncertainty_mm=qa.uncertainty(terms, not notes), parameter_files=[p.name for p in pfiles],
+        warnings=warns, timings_s=timings, qa_images=got.check.images,
+        uncertainty_terms=terms, reliability_notes=notes)
 
 
 # --------------------------------------------------------------------------- carrying masks

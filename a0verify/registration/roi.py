@@ -9,7 +9,6 @@ points are LPS mm; arrays (z, y, x).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,10 +65,28 @@ def mask_points(mask: sitk.Image) -> F64:
     return geometry.zyx_index_to_lps(mask, idx)
 
 
-def dilate(mask: sitk.Image, mm: float) -> sitk.Image:
-    """Binary dilation by a ball of about ``mm`` (at least one voxel along each axis)."""
-    rad = [max(1, math.ceil(mm / s)) for s in mask.GetSpacing()]
-    return sitk.BinaryDilate(mask, rad, sitk.sitkBall)
+def dilate(mask: sitk.Image, mm: float, inplane: bool = False) -> sitk.Image:
+    """UInt8 (0/1) dilation of ``mask`` by a ball of radius ``mm`` (voxels whose centre lies
+    within ``mm`` of a mask voxel's centre; with ``inplane``, a disc in each axial slice). Uses
+    a distance map, so the cost does not grow with the radius."""
+    m = sitk.Cast(mask != 0, sitk.sitkUInt8)
+    if not sitk.GetArrayViewFromImage(m).any():
+        return m
+    work = m
+    if inplane:
+        work = sitk.Image(m)
+        work.SetSpacing([*m.GetSpacing()[:2], 1e6])
+    d = sitk.SignedMaurerDistanceMap(work, insideIsPositive=False, squaredDistance=False,
+                                     useImageSpacing=True)
+    out = sitk.Cast(d <= float(mm), sitk.sitkUInt8)
+    out.CopyInformation(mask)
+    return out
+
+
+def erode(mask: sitk.Image, mm: float) -> sitk.Image:
+    """UInt8 erosion by a ball of radius ``mm``: the complement of the dilated complement."""
+    m = sitk.Cast(mask != 0, sitk.sitkUInt8)
+    return sitk.Cast(dilate(1 - m, mm) == 0, sitk.sitkUInt8)
 
 
 def crop_like(mask: sitk.Image | None, ref: sitk.Image) -> sitk.Image | None:
