@@ -19,7 +19,7 @@ from a0verify import geometry
 from a0verify.report.slicer import ABLATION_RGB, Surface
 
 if TYPE_CHECKING:
-    from a0verify.forkjob import WarmWorker
+    from a0verify.parallel import Task, Worker
 
 F64 = npt.NDArray[np.float64]
 
@@ -89,18 +89,16 @@ def render_margin_3d(surfaces: Sequence[Surface], ablation: sitk.Image,
 
 class RenderJob:
     """The 3-D views of :func:`render_margin_3d`, rendered in a worker process while the caller
-    writes files and draws the 2-D figures: a :class:`a0verify.forkjob.WarmWorker` made
-    earlier by :func:`warm_render_worker` when given, else a new
-    :class:`a0verify.forkjob.ForkJob`. ``result()`` waits for them; when no worker can be used
-    or it fails, the views are rendered in this process instead (same pictures either way)."""
+    writes files and draws the 2-D figures: the worker made earlier by
+    :func:`warm_render_worker` when given, else a new one (:mod:`a0verify.parallel`).
+    ``result()`` waits for them (same pictures wherever they are rendered)."""
 
     def __init__(self, surfaces: Sequence[Surface], ablation: sitk.Image,
                  point_lps: npt.ArrayLike, threshold_mm: float,
-                 worker: WarmWorker[list[tuple[str, bytes]]] | None = None) -> None:
-        from a0verify.forkjob import ForkJob
+                 worker: Worker | None = None) -> None:
+        from a0verify import parallel
 
-        self.job: ForkJob[list[tuple[str, bytes]]] | WarmWorker[list[tuple[str, bytes]]] | None
-        self.job = None
+        self.job: Task[list[tuple[str, bytes]]] | None = None
         if not surfaces:
             if worker is not None:
                 worker.close()
@@ -109,23 +107,24 @@ class RenderJob:
         zv, zf = zone_mesh(ablation)
         args = (list(surfaces), zv, zf, np.asarray(point_lps, float), float(threshold_mm))
         if worker is not None:
-            worker.submit(*args)
-            self.job = worker
+            self.job = worker.submit(_render_views, *args)
+            worker.close()  # exits once the views are rendered
         else:
-            self.job = ForkJob(_render_views, *args)
+            self.job = parallel.run_in_worker("3-D views", _render_views, *args, nice=5)
 
-    def result(self) -> list[tuple[str, bytes]]:
-        """The rendered views [(caption, PNG bytes), ...]; [] without surfaces."""
-        return [] if self.job is None else self.job.result()
+    def result(self, warnings: list[str] | None = None) -> list[tuple[str, bytes]]:
+        """The rendered views [(caption, PNG bytes), ...]; [] without surfaces. A worker that
+        died is reported in ``warnings`` (the views are then rendered here)."""
+        return [] if self.job is None else self.job.result(warnings=warnings)
 
 
-def warm_render_worker() -> WarmWorker[list[tuple[str, bytes]]]:
+def warm_render_worker() -> Worker:
     """A worker process that loads pyvista/VTK and opens an off-screen GL context now (while
     the caller reads its inputs and computes the margin) and renders the 3-D views once given
     them (pass it to :class:`RenderJob`; ``close()`` it if it is not used)."""
-    from a0verify.forkjob import WarmWorker
+    from a0verify.parallel import Worker
 
-    return WarmWorker(_prepare_render, _render_views)
+    return Worker("3-D views", warm=_prepare_render, nice=5)
 
 
 def _prepare_render() -> None:

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = rows[-2][1]
     lines += ["", "The machine is shared (see the load average): wall time includes waiting for a "
               "core. CPU time is this process only: the figures are drawn in forked worker "
-              "processes (2-D and 3-D at the same time, `a0verify.forkjob`), whose CPU time is "
+              "processes (2-D and 3-D at the same time, `a0verify.parallel`), whose CPU time is "
               "not counted here; the wall time is what a user waits.",
               "", f"Mask files: ours / reference wall-time ratio = {ours / max(ref, 1e-9):.3f}.",
               "", "Output sizes (bytes): " + ", ".join(f"{k} {v:,}" for k, v in sorted(

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from a0verify import geometry
-from a0verify.forkjob import ForkJob, parallel_ok
+from a0verify import geometry, parallel
 from a0verify.registration import elastix, elastix_backend, initial, roi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,9 +105,9 @@ def test_fast_and_lazy_loading_give_identical_registrations() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not parallel_ok(), reason="no forked workers here")
-def test_restart_in_forked_worker_equals_restart_in_process() -> None:
-    """A restart run by a forked worker (what ``register`` does with >= 2 threads) returns the
+@pytest.mark.skipif(not parallel.enabled(), reason="worker processes disabled here")
+def test_restart_in_worker_equals_restart_in_process() -> None:
+    """A restart run by a worker process (what ``register`` does with >= 2 threads) returns the
     very maps the same restart gives in this process (1 thread each); an elastix failure in
     the worker comes back as a result, not as a crash."""
     from a0verify.phantom import PhantomSpec, make_phantom
@@ -123,9 +122,10 @@ def test_restart_in_forked_worker_equals_restart_in_process() -> None:
     maps = [elastix.load_map(elastix.parameter_file("rigid"), few),
             elastix.load_map(elastix.parameter_file("bspline"), few)]
     rinit = initial.perturb(init, 2.0, 1.0)
-    job = ForkJob(elastix.run_job, f_roi, m_roi, f_mask, None, rinit, maps, 1)
-    assert job.in_worker
+    job = parallel.run_in_worker("restart", elastix.run_job, f_roi, m_roi, f_mask, None, rinit,
+                                 maps, 1)
     status, in_worker, _ = job.result()
+    assert job.where == "worker"
     status_here, here, _ = elastix.run_job(f_roi, m_roi, f_mask, None, rinit, maps, 1)
     assert status == status_here == "ok"
     assert [pm["TransformParameters"] for pm in in_worker] == \
@@ -134,6 +134,7 @@ def test_restart_in_forked_worker_equals_restart_in_process() -> None:
     tiny = sitk.Image(f_mask.GetSize(), sitk.sitkUInt8)
     tiny.CopyInformation(f_mask)
     tiny[tuple(s // 2 for s in f_mask.GetSize())] = 1
-    bad = ForkJob(elastix.run_job, f_roi, m_roi, tiny, None, rinit, maps, 1)
+    bad = parallel.run_in_worker("restart", elastix.run_job, f_roi, m_roi, tiny, None, rinit,
+                                 maps, 1)
     status, msg, _ = bad.result()
     assert status == "failed" and msg

@@ -256,29 +256,28 @@ def test_3d_render_is_not_blank(case: dict[str, Any]) -> None:
     assert "left" in renders[0][0]  # view A looks at the thin (left) side
 
 
-def test_render_job_in_worker_matches_in_process(case: dict[str, Any],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """The 3-D views rendered by the forked worker are the same pictures as those rendered in
-    this process; a worker that dies without answering is replaced by rendering here."""
-    from a0verify import forkjob, viz
+def test_render_job_in_worker_matches_in_process(case: dict[str, Any]) -> None:
+    """The 3-D views rendered by a worker process (warm or new) are the same pictures as those
+    rendered in this process."""
+    from a0verify import parallel, viz
     from a0verify.report import _surfaces
 
     _, zone, _ = _masks()
     surfaces = _surfaces(case["margin"])
     pt = case["report"]["min_margin_point_lps"]
-    job = viz.RenderJob(surfaces, zone, pt, THR)
-    assert job.job is not None
-    assert job.job.in_worker == forkjob.parallel_ok()
-    parallel = job.result()
     serial = viz.render_margin_3d(surfaces, zone, pt, THR)
-    assert [c for c, _ in parallel] == [c for c, _ in serial]
-    for (_, a), (_, b) in zip(parallel, serial, strict=True):
-        ia, ib = _png_array(a), _png_array(b)
-        assert ia.shape == ib.shape
-        assert np.abs(ia - ib).mean() < 0.01
-    monkeypatch.setattr(forkjob, "_warm_worker", lambda conn, prepare, fn: conn.close())
-    again = viz.RenderJob(surfaces, zone, pt, THR).result()
-    assert [c for c, _ in again] == [c for c, _ in serial]
+    for worker in (None, viz.warm_render_worker()):
+        job = viz.RenderJob(surfaces, zone, pt, THR, worker=worker)
+        assert job.job is not None
+        warnings: list[str] = []
+        views = job.result(warnings)
+        assert warnings == []
+        assert (job.job.where == "worker") == parallel.enabled()
+        assert [c for c, _ in views] == [c for c, _ in serial]
+        for (_, a), (_, b) in zip(views, serial, strict=True):
+            ia, ib = _png_array(a), _png_array(b)
+            assert ia.shape == ib.shape
+            assert np.abs(ia - ib).mean() < 0.01
     assert viz.RenderJob([], zone, pt, THR).result() == []
 
 

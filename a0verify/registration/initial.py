@@ -136,8 +136,8 @@ def _profile(img: sitk.Image) -> tuple[F64, F64]:
 def z_offset(fixed5: sitk.Image, moving5: sitk.Image) -> tuple[float, float]:
     """Cranio-caudal shift (mm, pre z - post z) that best matches the per-slice body profiles of
     two axial images on the same isotropic coarse grid spacing, and its correlation (the mean
-    NCC over the overlap of the profile features that vary; 0 when none does). Shifts keeping at least 70 %
-    of the post slices inside the pre scan are tried. Returns (shift, ncc)."""
+    NCC over the overlap of the profile features that vary; 0 when none does). Shifts keeping
+    at least 70 % of the post slices inside the pre scan are tried. Returns (shift, ncc)."""
     zf, ff = _profile(fixed5)
     zm, fm = _profile(moving5)
     step = float(fixed5.GetSpacing()[2])

@@ -34,9 +34,8 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from a0verify import geometry
+from a0verify import geometry, parallel
 from a0verify.errors import InputError, RegistrationError
-from a0verify.forkjob import ForkJob, parallel_ok
 from a0verify.registration import artefacts, elastix_backend, initial, qa, roi
 from a0verify.registration.elastix import (
     ElastixFailed,
@@ -188,16 +187,9 @@ def set_threads(threads: int | None) -> None:
 
 
 def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished workers."""
+    """CPU seconds of this process and of its finished child processes."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return os.cpu_count() or 1
 
 
 @dataclass
@@ -284,9 +276,23 @@ class _Outcome:
     mask_fraction: float
 
 
+@dataclass
+class _Run:
+    """State of one :func:`register` call: thread budget, stage timings, the restart worker and
+    what it reported (warnings, CPU seconds), start times (wall, CPU)."""
+
+    budget: int
+    worker: parallel.Worker
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0
+    start: tuple[float, float] = (0.0, 0.0)
+
+
 def _attempt(case: _Case, init: sitk.Euler3DTransform, settings: RegistrationSettings,
-             k: int, budget: int, timings: dict[str, float]) -> _Outcome | str:
+             k: int, pool: _Run) -> _Outcome | str:
     """One rung of the ladder: the outcome, or the reason it failed."""
+    budget, timings = pool.budget, pool.timings
     rung = settings.ladder[k]
     pad, seed = settings.roi_pad_mm + rung.pad_extra_mm, settings.seed + rung.seed_offset
     t = time.perf_counter()
@@ -305,19 +311,20 @@ def _attempt(case: _Case, init: sitk.Euler3DTransform, settings: RegistrationSet
     e_fix, e_mov = metric_window(region.fixed, region.moving, region.fixed_mask)
     args = (e_fix, e_mov, region.fixed_mask, region.moving_mask)
     # Restarts (-> uncertainty): other seeds, a perturbed start. They do not depend on the main
-    # run: with a budget of >= 2 threads each runs in a forked worker on 1 thread while the main
-    # run uses the rest (elastix's B-spline stage gains little from a 2nd thread).
+    # run: with a budget of >= 2 threads each runs in the worker process on 1 thread while the
+    # main run uses the rest (elastix's B-spline stage gains little from a 2nd thread).
     rstarts = [(initial.perturb(init, 2.0 * (j + 1), 1.0), _restart_maps(maps, j))
                for j in range(settings.restarts)]
-    parallel = bool(rstarts) and budget > len(rstarts) and parallel_ok()
-    jobs = [ForkJob(run_job, *args, rinit, rmaps, 1, nice=0) for rinit, rmaps in rstarts] \
-        if parallel else []
+    use_worker = bool(rstarts) and budget > len(rstarts) and pool.worker.active
+    jobs = [pool.worker.submit(run_job, *args, rinit, rmaps, 1,
+                               name=f"registration restart {j + 1}")
+            for j, (rinit, rmaps) in enumerate(rstarts)] if use_worker else []
     try:
         out, secs = run_maps(*args, init, maps, budget - len(jobs) if jobs else None)
         run = run_from_maps(out, len(maps), init, secs)
     except ElastixFailed as exc:
-        for job in jobs:
-            job.cancel()
+        if jobs:  # the restart belongs to the failed attempt: stop it
+            pool.worker.reset()
         return f"elastix: {exc}"
     finally:
         if jobs:
@@ -332,7 +339,11 @@ def _attempt(case: _Case, init: sitk.Euler3DTransform, settings: RegistrationSet
     spreads: list[float] = []
     near = roi.near_region(zone_roi)
     for j, (rinit, rmaps) in enumerate(rstarts):
-        status, payload, rsecs = jobs[j].result() if jobs else run_job(*args, rinit, rmaps, None)
+        if jobs:
+            status, payload, rsecs = jobs[j].result(warnings=pool.warnings)
+            pool.cpu_s += jobs[j].cpu_seconds if jobs[j].where == "worker" else 0.0
+        else:
+            status, payload, rsecs = run_job(*args, rinit, rmaps, None)
         try:
             if status != "ok":
                 raise ElastixFailed(payload)
@@ -343,8 +354,6 @@ def _attempt(case: _Case, init: sitk.Euler3DTransform, settings: RegistrationSet
         st = qa.disagreement(run.transform, rrun.transform, region.fixed, near)
         check.metrics.setdefault("restart_disagreement_mm", []).append(st)
         spreads.append(st.get("p95", 0.0))
-    for job in jobs:
-        job.close()
     if jobs:
         elastix_backend.set_threads(budget)  # a fallback in this process may have set 1
     timings["restarts"] = time.perf_counter() - t
@@ -359,13 +368,17 @@ def _attempt(case: _Case, init: sitk.Euler3DTransform, settings: RegistrationSet
 
 
 def register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks | None = None,
-             settings: RegistrationSettings | None = None) -> RegistrationResult:
+             settings: RegistrationSettings | None = None,
+             restart_worker: parallel.Worker | None = None) -> RegistrationResult:
     """Register ``moving`` (pre CT) onto ``fixed`` (post CT); the transform maps post -> pre.
 
     Steps as in the module docstring; ``masks`` and ``settings`` default to none and to
-    :class:`RegistrationSettings` (deformable). Raises InputError for unusable inputs and
-    RegistrationError when the scans cannot be registered (different regions, no overlap, every
-    attempt of the ladder failed its checks).
+    :class:`RegistrationSettings` (deformable). ``restart_worker``: a
+    :class:`~a0verify.parallel.Worker` started earlier by the caller (warmed with
+    ``elastix_backend.load``) for the restarts; None starts one here. A worker process that
+    dies is reported in the warnings (its restart then runs here). Raises InputError for
+    unusable inputs and RegistrationError when the scans cannot be registered (different
+    regions, no overlap, every attempt of the ladder failed its checks).
     """
     masks = masks or RegistrationMasks()
     settings = settings or RegistrationSettings()
@@ -374,44 +387,54 @@ def register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks | N
         return RegistrationResult("none", sitk.Euler3DTransform(), {}, 0.0, [], [],
                                   {"registration": 0.0})
     set_threads(settings.threads)
-    budget = int(settings.threads) if settings.threads else _usable_cpus()
+    budget = int(settings.threads) if settings.threads else parallel.usable_cpus()
     elastix_backend.preload()
-    timings: dict[str, float] = {}
+    worker = restart_worker or parallel.Worker(  # started now: its start-up overlaps step 1
+        "registration restart", warm=elastix_backend.load,
+        start=bool(settings.restarts) and budget > settings.restarts)
+    pool = _Run(budget, worker, start=(t0, c0))
+    try:
+        return _register(fixed, moving, masks, settings, pool)
+    finally:
+        if restart_worker is None:
+            worker.close()
+
+
+def _register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
+              settings: RegistrationSettings, pool: _Run) -> RegistrationResult:
     t = time.perf_counter()
     case, found = _prepare(fixed, moving, masks, settings)
-    timings["masks"] = time.perf_counter() - t
+    pool.timings["masks"] = time.perf_counter() - t
     t = time.perf_counter()
     if masks.landmarks is not None:
         init, init_kind = initial.landmark_start(masks.landmarks, case.center), "landmarks"
     else:
         init, init_kind = initial.coarse_start(case.fixed, case.moving, case.center,
                                                settings.seed)
-    timings["init"] = time.perf_counter() - t
+    pool.timings["init"] = time.perf_counter() - t
     failures: list[str] = []
     log: list[dict[str, Any]] = []
     for k in range(len(settings.ladder)):
-        got = _attempt(case, init, settings, k, budget, timings)
+        got = _attempt(case, init, settings, k, pool)
         if isinstance(got, str):
             failures.append(f"attempt {k + 1}: {got}")
             log.append({"attempt": k + 1, "failure": got})
             continue
         log.append(got.info)
-        got.check.metrics["automatic_masks"] = found
-        return _result(case, settings, got, init, init_kind, log, failures, timings,
-                       (t0, c0))
+        got.check.metrics.update(initialisation=init_kind, attempts=log,
+                                 automatic_masks=found)
+        return _result(case, settings, got, init, failures, pool)
     raise RegistrationError(f"{settings.method} registration failed after "
                             f"{len(settings.ladder)} attempts: " + " | ".join(failures)[:600])
 
 
 def _result(case: _Case, settings: RegistrationSettings, got: _Outcome,
-            init: sitk.Euler3DTransform, init_kind: str, log: list[dict[str, Any]],
-            failures: list[str], timings: dict[str, float],
-            start: tuple[float, float]) -> RegistrationResult:
+            init: sitk.Euler3DTransform, failures: list[str], pool: _Run) -> RegistrationResult:
+    timings = pool.timings
     pfiles = [parameter_file("rigid")] + ([parameter_file("bspline")]
                                           if settings.method == "deformable" else [])
     metrics = got.check.metrics
     metrics.update({
-        "initialisation": init_kind,
         "initial_transform": {"center_lps": list(init.GetCenter()),
                               "parameters": list(init.GetParameters())},
         "rigid_transform": {"center_lps": list(got.run.rigid.GetCenter()),
@@ -420,7 +443,6 @@ def _result(case: _Case, settings: RegistrationSettings, got: _Outcome,
         "roi_origin_lps": list(got.region.fixed.GetOrigin()),
         "metric_window_hu": list(got.elastix_range),
         "metric_mask_fraction": got.mask_fraction,
-        "attempts": log,
         "parameter_sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in pfiles},
         "threads": settings.threads,
         "param_overrides": {k: {n: list(v) for n, v in m.items()}
@@ -432,8 +454,9 @@ def _result(case: _Case, settings: RegistrationSettings, got: _Outcome,
                      "modelled and not included in uncertainty_mm")
     if failures:
         warns.append(f"registration needed {len(failures) + 1} attempts ({failures[0]})")
-    timings["registration"] = time.perf_counter() - start[0]
-    timings["registration_cpu"] = _cpu_seconds() - start[1]  # workers included
+    warns += pool.warnings
+    timings["registration"] = time.perf_counter() - pool.start[0]
+    timings["registration_cpu"] = _cpu_seconds() - pool.start[1] + pool.cpu_s  # with workers
     zone_deform = metrics.get("deformable_displacement_zone_mm", {}).get("p95", 0.0)
     terms = qa.uncertainty_terms(case.fixed.GetSpacing(), settings.method, got.spreads,
                                  zone_deform)

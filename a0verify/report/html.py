@@ -27,7 +27,7 @@ from a0verify.report.slicer import Surface
 
 if TYPE_CHECKING:
     from a0verify import viz
-    from a0verify.forkjob import ForkJob, WarmWorker
+    from a0verify.parallel import Task, Worker
 
 VERDICT_TEXT = {
     "A0": "A0 — margin sufficient",
@@ -155,33 +155,37 @@ def figures_2d(report: dict[str, Any], data: ReportData) -> dict[str, tuple[str,
 
 @dataclass
 class FigureJobs:
-    """Every figure of a report being drawn in forked workers (:class:`a0verify.forkjob.ForkJob`):
-    the 2-D figures in one, the 3-D views in another, while the caller writes the other files."""
+    """Every figure of a report being drawn in worker processes (:mod:`a0verify.parallel`): the
+    2-D figures in one, the 3-D views in another, while the caller writes the other files."""
 
-    flat: ForkJob[dict[str, tuple[str, bytes]]]
+    flat: Task[dict[str, tuple[str, bytes]]]
     renders: viz.RenderJob
 
     @classmethod
     def start(cls, report: dict[str, Any], data: ReportData,
-              render_worker: WarmWorker[list[tuple[str, bytes]]] | None = None) -> FigureJobs:
+              render_worker: Worker | None = None) -> FigureJobs:
         """Start both jobs; ``render_worker`` (:func:`a0verify.viz.warm_render_worker`) renders
         the 3-D views when given."""
         from a0verify import viz
-        from a0verify.forkjob import ForkJob
+        from a0verify.parallel import run_in_worker
 
         renders = viz.RenderJob(data.surfaces, data.ablation, report["min_margin_point_lps"],
                                 float(report["threshold_mm"]), worker=render_worker)
-        return cls(flat=ForkJob(figures_2d, report, data), renders=renders)
+        return cls(flat=run_in_worker("2-D figures", figures_2d, report, data, nice=5),
+                   renders=renders)
 
 
 def build_figures(report: dict[str, Any], data: ReportData,
                   jobs: FigureJobs | None = None) -> dict[str, tuple[str, bytes]]:
     """Render every figure: {role: (caption, PNG bytes)}; roles as in ``FIGURE_FILES``.
     ``jobs``: the figures already started by the caller (:meth:`FigureJobs.start` with the same
-    report and data); started here when None."""
+    report and data); started here when None. A figure worker that died is reported in
+    ``report["warnings"]`` (its figures are then drawn in this process)."""
     jobs = jobs if jobs is not None else FigureJobs.start(report, data)
-    out = dict(jobs.flat.result())
-    for role, (cap, png) in zip(("render_a", "render_b"), jobs.renders.result(), strict=False):
+    warnings = report.setdefault("warnings", [])
+    out = dict(jobs.flat.result(warnings=warnings))
+    for role, (cap, png) in zip(("render_a", "render_b"), jobs.renders.result(warnings),
+                                strict=False):
         out[role] = (cap, png)
     return out
 
