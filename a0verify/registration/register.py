@@ -27,16 +27,15 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from a0verify import geometry, parallel
+from a0verify import parallel
 from a0verify.errors import InputError, RegistrationError
-from a0verify.registration import artefacts, elastix_backend, initial, qa, roi
+from a0verify.registration import elastix_backend, initial, qa, roi
 from a0verify.registration.elastix import (
     ElastixFailed,
     ElastixRun,
@@ -49,6 +48,8 @@ from a0verify.registration.elastix import (
     run_job,
     run_maps,
 )
+from a0verify.registration.inputs import Case, prepare_case
+from a0verify.registration.result import RegistrationResult, write_registration_outputs
 
 METHODS = ("none", "rigid", "deformable")
 #: Restart iterations as a fraction of the main run's (the restart runs beside the main run, so
@@ -126,47 +127,6 @@ class RegistrationMasks:
     landmarks: tuple[npt.ArrayLike, npt.ArrayLike] | None = None
 
 
-@dataclass
-class RegistrationResult:
-    """Transform post -> pre (ITK convention) plus quality figures.
-
-    ``uncertainty_mm`` is an estimated 95 % half-width (mm) of the registration error near the
-    zone; ``qa_images`` holds ``checkerboard`` and ``difference`` images (float32 HU, ROI grid).
-    """
-
-    method: str
-    transform: sitk.Transform
-    metrics: dict[str, Any] = field(default_factory=dict)
-    uncertainty_mm: float = 0.0
-    parameter_files: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    timings_s: dict[str, float] = field(default_factory=dict)
-    qa_images: dict[str, sitk.Image] = field(default_factory=dict, repr=False)
-    uncertainty_terms: dict[str, float] = field(default_factory=dict)
-    reliability_notes: list[str] = field(default_factory=list)
-
-    @property
-    def reliable(self) -> bool:
-        """False when the evidence near the zone is weak (see ``reliability_notes``): the band
-        is widened and a verdict must not be decisive in the unsafe direction."""
-        return not self.reliability_notes
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable summary (no images, no transform coefficients)."""
-        return {
-            "method": self.method,
-            "metrics": self.metrics,
-            "uncertainty_mm": self.uncertainty_mm,
-            "uncertainty_terms_mm": self.uncertainty_terms,
-            "reliable": self.reliable,
-            "reliability_notes": self.reliability_notes,
-            "parameter_files": self.parameter_files,
-            "warnings": self.warnings,
-            "timings_s": self.timings_s,
-            "transform_type": self.transform.GetName(),
-        }
-
-
 def set_threads(threads: int | None) -> None:
     """Bound ITK/elastix (global default), SimpleITK and Numba to ``threads`` threads.
 
@@ -190,51 +150,6 @@ def _cpu_seconds() -> float:
     """CPU seconds of this process and of its finished child processes."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
-
-
-@dataclass
-class _Case:
-    """Prepared inputs of one registration (float32 HU images, UInt8 masks on their grids)."""
-
-    fixed: sitk.Image
-    moving: sitk.Image
-    zone: sitk.Image | None
-    exclude: sitk.Image | None
-    liver: sitk.Image | None
-    moving_exclude: sitk.Image | None
-    center: npt.NDArray[np.float64]  # LPS mm: zone centre, else the post image centre
-
-
-def _prepare(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
-             settings: RegistrationSettings) -> tuple[_Case, dict[str, Any]]:
-    """Prepared images and masks (user masks + the automatic ones) and what was found."""
-    for img, what in ((fixed, "fixed (post) image"), (moving, "moving (pre) image")):
-        if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-            raise InputError(f"{what} must be a scalar 3-D image")
-    f, m = initial.prepare(fixed), initial.prepare(moving)
-    zone = roi.on_grid(masks.zone, f, "focus (ablation-zone) mask")
-    exclude = roi.on_grid(masks.exclude, f, "exclude mask")
-    liver = roi.on_grid(masks.liver, f, "liver mask")
-    tumor = roi.on_grid(masks.tumor, m, "moving exclude (tumour) mask")
-    center = np.asarray(f.TransformContinuousIndexToPhysicalPoint(
-        [(s - 1) / 2.0 for s in f.GetSize()]))
-    found: dict[str, Any] = {}
-    if zone is not None:
-        center = roi.mask_points(zone).mean(axis=0)
-        pad = settings.roi_pad_mm + max(a.pad_extra_mm for a in settings.ladder) + 5.0
-        box = geometry.roi_box_around_lps(f, roi.mask_points(zone), pad)
-        raw = sitk.Cast(fixed, sitk.sitkFloat32)
-        if settings.auto_exclude:
-            art, found["artefacts"] = artefacts.artefact_mask(raw, zone, box)
-            exclude = art if exclude is None else (exclude | art)
-        if settings.organ_metric and liver is None:
-            liver, found["organ_mask"] = artefacts.zone_organ_mask(raw, zone, exclude, box)
-    if settings.auto_exclude:
-        metal = artefacts.moving_metal_mask(sitk.Cast(moving, sitk.sitkFloat32))
-        if metal is not None:
-            found["moving_metal"] = True
-            tumor = metal if tumor is None else (tumor | metal)
-    return _Case(f, m, zone, exclude, liver, tumor, center), found
 
 
 def _stage_maps(settings: RegistrationSettings, attempt: Attempt, spacing: Sequence[float],
@@ -289,7 +204,7 @@ class _Run:
     start: tuple[float, float] = (0.0, 0.0)
 
 
-def _attempt(case: _Case, init: sitk.Euler3DTransform, settings: RegistrationSettings,
+def _attempt(case: Case, init: sitk.Euler3DTransform, settings: RegistrationSettings,
              k: int, pool: _Run) -> _Outcome | str:
     """One rung of the ladder: the outcome, or the reason it failed."""
     budget, timings = pool.budget, pool.timings
@@ -403,7 +318,11 @@ def register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks | N
 def _register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
               settings: RegistrationSettings, pool: _Run) -> RegistrationResult:
     t = time.perf_counter()
-    case, found = _prepare(fixed, moving, masks, settings)
+    case = prepare_case(
+        fixed, moving, zone=masks.zone, tumor=masks.tumor, liver=masks.liver,
+        exclude=masks.exclude, auto_exclude=settings.auto_exclude,
+        organ_metric=settings.organ_metric,
+        box_pad_mm=settings.roi_pad_mm + max(a.pad_extra_mm for a in settings.ladder) + 5.0)
     pool.timings["masks"] = time.perf_counter() - t
     t = time.perf_counter()
     if masks.landmarks is not None:
@@ -422,13 +341,13 @@ def _register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
             continue
         log.append(got.info)
         got.check.metrics.update(initialisation=init_kind, attempts=log,
-                                 automatic_masks=found)
+                                 automatic_masks=case.found)
         return _result(case, settings, got, init, failures, pool)
     raise RegistrationError(f"{settings.method} registration failed after "
                             f"{len(settings.ladder)} attempts: " + " | ".join(failures)[:600])
 
 
-def _result(case: _Case, settings: RegistrationSettings, got: _Outcome,
+def _result(case: Case, settings: RegistrationSettings, got: _Outcome,
             init: sitk.Euler3DTransform, failures: list[str], pool: _Run) -> RegistrationResult:
     timings = pool.timings
     pfiles = [parameter_file("rigid")] + ([parameter_file("bspline")]
@@ -478,29 +397,6 @@ def resample_tumor_to_post(tumor: sitk.Image, post: sitk.Image,
     ``transform`` maps post points to pre points.
     """
     return sitk.Resample(tumor, post, transform, sitk.sitkNearestNeighbor, 0, tumor.GetPixelID())
-
-
-def write_registration_outputs(result: RegistrationResult, out_dir: str | os.PathLike[str]
-                               ) -> dict[str, Path]:
-    """Write ``transform.h5`` and the QA images (``qa_<name>.nrrd``) into ``out_dir``, atomically.
-
-    Returns {name: path}; ``"transform"`` is always present.
-    """
-    from a0verify.io import atomic_path
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    final = out / "transform.h5"
-    with atomic_path(final) as tmp:
-        sitk.WriteTransform(result.transform, str(tmp))
-    paths["transform"] = final
-    for name, img in result.qa_images.items():
-        p = out / f"qa_{name}.nrrd"
-        with atomic_path(p) as tmp:
-            sitk.WriteImage(img, str(tmp), True)
-        paths[name] = p
-    return paths
 
 
 __all__ = ["LADDER", "METHODS", "Attempt", "RegistrationMasks", "RegistrationResult",
