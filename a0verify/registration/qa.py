@@ -193,6 +193,7 @@ def _check_deformation(qa: QaResult, run: ElastixRun, f_roi: sitk.Image, fld: si
             qa.metrics["jacobian_zone"] = stats(jac[zg])
             qa.metrics["deformable_displacement_zone_mm"] = stats(local[zg])
             change = float(np.mean(np.abs(jac[zg] - 1.0)))
+            qa.metrics["zone_volume_change"] = change
             if change > ZONE_VOLUME_WARN:
                 qa.warnings.append(f"the registration changes the ablation-zone volume locally "
                                    f"by {100 * change:.0f} % on average")
@@ -231,6 +232,11 @@ BAND = BandModel()
 #: Evidence that the registration near the zone is unreliable (-> wide band, verdict caveat).
 UNRELIABLE_SPREAD_MM = 2.0  # restarts disagree by more than this (p95 near the zone)
 UNRELIABLE_NCC = 0.35  # similarity after registration below this
+#: The zone is liver before and after; a registration that deforms it this much (non-rigid
+#: displacement p95, mm) or changes its volume this much (mean |det J - 1|) is filling the
+#: metric's hole around the zone with a guess, not following the tissue.
+UNRELIABLE_ZONE_DEFORM_MM = 5.0
+UNRELIABLE_ZONE_VOLUME = 0.10
 
 
 def uncertainty_terms(spacing: tuple[float, ...], method: str, spreads: list[float],
@@ -256,4 +262,10 @@ def reliability_notes(metrics: dict[str, Any], spreads: list[float]) -> list[str
     n_after = metrics.get("similarity_roi", {}).get("after", {}).get("ncc")
     if n_after is not None and n_after < UNRELIABLE_NCC:
         notes.append(f"low similarity after registration (NCC {n_after:.2f})")
+    deform = metrics.get("deformable_displacement_zone_mm", {}).get("p95", 0.0)
+    if deform > UNRELIABLE_ZONE_DEFORM_MM:
+        notes.append(f"{deform:.1f} mm of non-rigid displacement inside the zone")
+    change = metrics.get("zone_volume_change", 0.0)
+    if change > UNRELIABLE_ZONE_VOLUME:
+        notes.append(f"the zone's volume changes by {100 * change:.0f} %")
     return notes

@@ -70,15 +70,29 @@ def _jacobian_det(d: F64, spacing_zyx: F64) -> F64:
     return np.asarray(np.linalg.det(g), np.float64)
 
 
+def organ_envelope(organs: sitk.Image, close_mm: float = 12.0) -> sitk.Image:
+    """The region that moves as one with ``organs`` (UInt8): closed by ``close_mm`` and
+    hole-filled, so the fat in fissures and at the hilum moves with the organ around it, while
+    gaps to structures outside the mask (body wall) stay open."""
+    from a0verify.registration.roi import dilate, erode
+
+    pad = [math.ceil(close_mm / s) + 1 for s in organs.GetSpacing()]
+    m = sitk.ConstantPad(sitk.Cast(organs != 0, sitk.sitkUInt8), pad, pad, 0)
+    closed = sitk.BinaryFillhole(erode(dilate(m, close_mm), close_mm) | m)
+    out = sitk.Crop(closed, pad, pad)
+    out.CopyInformation(organs)
+    return sitk.Cast(out, sitk.sitkUInt8)
+
+
 def sliding_field(organs: sitk.Image, grid: sitk.Image, shift_mm: npt.ArrayLike,
                   transition_mm: float = 3.0, min_det: float = 0.3) -> F64:
     """Displacement (z, y, x, 3; components x, y, z in mm) on ``grid``: ``shift_mm`` inside
-    ``organs``, 0 outside, with a ``transition_mm`` wide smooth step at the boundary. Where the
-    step would fold or tear the tissue (det(I + grad d) < ``min_det``: boundaries facing the
-    motion) the field is smoothed locally until it does not; along boundaries parallel to the
-    motion the step stays sharp (sliding)."""
-    m = sitk.Resample(sitk.Cast(organs, sitk.sitkFloat32), grid, sitk.Transform(),
-                      sitk.sitkLinear, 0.0, sitk.sitkFloat32) > 0.5
+    ``organs`` (their :func:`organ_envelope`), 0 outside, with a ``transition_mm`` wide smooth
+    step at the boundary. Where the step would fold or tear the tissue (det(I + grad d) <
+    ``min_det``: boundaries facing the motion) the field is smoothed locally until it does not;
+    along boundaries parallel to the motion the step stays sharp (sliding)."""
+    m = sitk.Resample(sitk.Cast(organ_envelope(organs), sitk.sitkFloat32), grid,
+                      sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32) > 0.5
     phi = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(
         m, insideIsPositive=True, squaredDistance=False, useImageSpacing=True))
     t = np.clip((phi + 0.5 * transition_mm) / transition_mm, 0.0, 1.0)

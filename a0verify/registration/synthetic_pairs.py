@@ -231,7 +231,9 @@ def make_pair(src: Source, spec: PairSpec) -> ClinicalPair:
     tx = sitk.CompositeTransform([rigid, sitk.DisplacementFieldTransform(fimg)])
     appearance = fx.contrast_change(ct, src.organs, rng) if spec.contrast else ct
     post_full = sitk.Resample(appearance, ct, tx, sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
-    organs_full = sitk.Resample(src.organs, ct, tx, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    moving_region = fx.organ_envelope(src.organs) if spec.slide_mm else src.organs
+    organs_full = sitk.Resample(moving_region, ct, tx, sitk.sitkNearestNeighbor, 0,
+                                sitk.sitkUInt8)
     # pre: tumour sphere (-40 HU, soft edge)
     r = spec.tumor_radius_mm
     pre_arr = sitk.GetArrayFromImage(ct).astype(np.float32)

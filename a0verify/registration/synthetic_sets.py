@@ -9,7 +9,7 @@ Sources (``../shared/data`` in a checkout; never copied into the repository):
 * ``totalseg`` - TotalSegmentator's example CT (Apache-2.0), 3 mm isotropic, native phase, with
   its own liver mask (another patient, scanner, phase and resolution: the held-out source).
 
-Sets: ``calibration`` (hcc048, 4 pairs per difficulty; the uncertainty band is fitted on it),
+Sets: ``calibration`` (hcc048, 3 pairs per difficulty; the uncertainty band is fitted on it),
 ``heldout`` (totalseg, 1 per difficulty, and hcc048 with other seeds, 1 per difficulty; only
 ever used to check), ``suite`` (2 small hcc048 pairs for the default test suite), ``dev``.
 """
@@ -30,6 +30,7 @@ HCC048_LIVER_SEED = (-85.0, -15.0, -285.0)
 HCC048_DIR = Path("hcc048") / "HCC048_portal_venous"
 TOTALSEG_CT = Path("totalsegmentator") / "example_ct.nii.gz"
 TOTALSEG_LIVER = Path("totalsegmentator") / "example_seg_fast" / "liver.nii.gz"
+TOTALSEG_CT_SM = Path("totalsegmentator") / "example_ct_sm.nii.gz"
 
 
 def default_data_dir() -> Path:
@@ -57,11 +58,26 @@ def load_source(name: str, data_dir: Path | None = None) -> Source:
             raise FileNotFoundError(d / TOTALSEG_CT)
         ct = sitk.Clamp(sitk.Cast(sitk.ReadImage(str(d / TOTALSEG_CT)), sitk.sitkFloat32),
                         sitk.sitkFloat32, -1024.0, 3071.0)
-        liver = sitk.ReadImage(str(d / TOTALSEG_LIVER))
-        liver = sitk.Resample(sitk.Cast(liver != 0, sitk.sitkUInt8), ct, sitk.Transform(),
-                              sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        return Source(name, ct, liver)
+        return Source(name, ct, _totalseg_liver(d, ct))
     raise ValueError(f"unknown source {name!r}")
+
+
+def _totalseg_liver(d: Path, ct: sitk.Image) -> sitk.Image:
+    """TotalSegmentator's liver mask on the full example CT. The mask lies on the grid of
+    ``example_ct_sm`` - 30 slices cut from the full CT whose header kept the full CT's origin -
+    so the slab is located by its voxel values (an exact match) and the mask pasted there."""
+    full = sitk.GetArrayViewFromImage(ct)
+    sm = sitk.GetArrayFromImage(sitk.ReadImage(str(d / TOTALSEG_CT_SM))).astype(np.float32)
+    liver = sitk.GetArrayFromImage(sitk.ReadImage(str(d / TOTALSEG_LIVER))) != 0
+    n = sm.shape[0]
+    diffs = [float(np.abs(full[k:k + n] - np.clip(sm, -1024, 3071)).mean())
+             for k in range(full.shape[0] - n + 1)]
+    k = int(np.argmin(diffs))
+    if diffs[k] > 1.0:
+        raise ValueError("example_ct_sm is not a slab of example_ct: cannot place the liver mask")
+    out = np.zeros(full.shape, np.uint8)
+    out[k:k + n] = liver
+    return geometry.array_to_image(out, ct)
 
 
 def pick_lesion(src: Source, rng: np.random.Generator, radius_mm: float, margin_mm: float,
@@ -116,7 +132,7 @@ def pair_set(name: str) -> list[tuple[str, str, int]]:
     """(source, difficulty, seed) of every pair in set ``name``."""
     if name == "calibration":
         return [("hcc048", d, 1000 + 10 * i + k) for i, d in enumerate(DIFFICULTIES)
-                for k in range(4)]
+                for k in range(3)]
     if name == "heldout":
         return [("totalseg", d, 7000 + i) for i, d in enumerate(DIFFICULTIES)] + \
             [("hcc048", d, 8000 + i) for i, d in enumerate(DIFFICULTIES)]
