@@ -6,12 +6,12 @@ STAMP   = $(VENV)/.installed-stamp
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-fast test-all test-slurm lint bench clean
+.PHONY: demo test test-fast test-all test-slurm test-pacs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,pdf]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pdf,batch,dicom]'
 	touch $(STAMP)
 
 ## Quick start 1: make a synthetic case and run the whole pipeline on it.
@@ -32,6 +32,10 @@ test-all: $(STAMP)
 ## Real Slurm run: installs slurm-wlm + munge, starts a one-node cluster (skips if it cannot).
 test-slurm: $(STAMP)
 	$(BIN)/pytest -q -rs -m slurm tests/test_slurm.py
+
+## DICOM outputs through a real Orthanc (Debian packages orthanc, dicom3tools; skips with the reason).
+test-pacs: $(STAMP)
+	$(BIN)/pytest -q -rs tests/test_pacs.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check a0verify tests benchmarks

@@ -1,6 +1,7 @@
 # a0verify cohort workflow: thin entry point. Stage logic lives in the a0verify package and every
-# rule calls its command line. Run:  snakemake --cores 2 [--profile pipelines/profiles/local]
-# or, without knowing Snakemake:     a0verify batch CASES.tsv --out DIR
+# rule calls its command line (one `a0verify run` job per case). Run:
+#   snakemake --cores 2 [--profile pipelines/profiles/local]
+# or, without knowing Snakemake:  a0verify batch CASES.tsv --out DIR
 # Config: pipelines/config/config.yaml (schema pipelines/schemas/config.schema.yaml); sample
 # sheet columns: pipelines/schemas/samples.schema.yaml.
 import os
@@ -10,17 +11,7 @@ configfile: os.path.join(workflow.basedir, "pipelines", "config", "config.yaml")
 
 
 include: "pipelines/rules/common.smk"
-
-
-if PIPELINE == "stages":
-
-    include: "pipelines/rules/stages.smk"
-
-else:
-
-    include: "pipelines/rules/run.smk"
-
-
+include: "pipelines/rules/run.smk"
 include: "pipelines/rules/summary.smk"
 
 

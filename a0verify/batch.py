@@ -34,78 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from a0verify.errors import InputError
+from a0verify.workflow import read_sample_sheet, workflow_root
 
 PROFILES: dict[str, str] = {"local": "pipelines/profiles/local",
                             "slurm": "pipelines/profiles/slurm"}
 """Profile names accepted by ``--profile`` (else a profile directory)."""
-
-
-def workflow_root() -> Path:
-    """The directory holding ``Snakefile`` and ``pipelines/``.
-
-    ``$A0VERIFY_WORKFLOW`` (a directory) wins; else the checkout the package was installed from.
-    Raises InputError when no Snakefile is found.
-    """
-    env = os.environ.get("A0VERIFY_WORKFLOW")
-    root = Path(env) if env else Path(__file__).resolve().parent.parent
-    if not (root / "Snakefile").is_file() or not (root / "pipelines").is_dir():
-        raise InputError(f"{root}: no Snakefile/pipelines here; set A0VERIFY_WORKFLOW to the "
-                         "a0verify checkout that holds the workflow")
-    return root
-
-
-def _load_yaml(path: Path) -> Any:
-    import yaml
-
-    with open(path) as fh:
-        return yaml.safe_load(fh)
-
-
-def read_sample_sheet(path: str | Path, root: Path | None = None) -> list[dict[str, str]]:
-    """Read and validate a sample sheet (TSV, header, '#' comment lines, empty cell = absent).
-
-    Returns one dict per case (stripped strings, empty cells dropped), in sheet order.
-    Raises InputError (one line naming the sheet, row and problem) when the file is missing,
-    empty, has duplicate case ids or a row fails ``samples.schema.yaml``.
-    """
-    import jsonschema
-
-    p = Path(path)
-    try:
-        with open(p, newline="") as fh:
-            lines = [ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
-    except FileNotFoundError:
-        raise InputError(f"{p}: sample sheet does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read sample sheet ({exc})") from None
-    reader = csv.DictReader(lines, delimiter="\t")
-    if not reader.fieldnames or "case_id" not in [f.strip() for f in reader.fieldnames]:
-        raise InputError(f"{p}: sample sheet needs a tab-separated header with case_id, pre, "
-                         "post, tumor|tumor_seed, ablation|ablation_seed")
-    schema = _load_yaml((root or workflow_root()) / "pipelines/schemas/samples.schema.yaml")
-    validator = jsonschema.Draft202012Validator(schema)
-    rows: list[dict[str, str]] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(reader, start=1):
-        if None in raw:
-            raise InputError(f"{p}: row {i} has more cells than the header")
-        row = {k.strip(): v.strip() for k, v in raw.items() if k and v is not None and v.strip()}
-        errors = sorted(validator.iter_errors(row), key=lambda e: list(e.path))
-        if errors:
-            e = errors[0]
-            where = f"column {e.path[0]}" if e.path else "row"
-            msg = e.message if e.validator not in ("oneOf", "not") else (
-                "give exactly one of tumor/tumor_seed and one of ablation/ablation_seed"
-                if not e.path else "unsafe value (letters, digits, _ - . only; no '..')")
-            raise InputError(f"{p}: row {i} (case_id {row.get('case_id', '?')!r}), {where}: "
-                             f"{msg}")
-        if row["case_id"] in seen:
-            raise InputError(f"{p}: duplicate case_id {row['case_id']!r} (row {i})")
-        seen.add(row["case_id"])
-        rows.append(row)
-    if not rows:
-        raise InputError(f"{p}: sample sheet has no cases")
-    return rows
 
 
 def resolve_profile(profile: str | None, root: Path) -> Path | None:
@@ -265,7 +198,7 @@ def snakemake_command(sheet: Path, out: Path, *, root: Path, cores: int,
 def run_batch(sheet: str | Path, out_dir: str | Path, *, cores: int = 2,
               profile: str | None = None, base_dir: str | Path | None = None,
               threshold_mm: float | None = None, registration: str | None = None,
-              pipeline: str | None = None, dry_run: bool = False,
+              dry_run: bool = False,
               echo: Callable[[str], None] = print, verbose: bool = False) -> BatchResult:
     """Run (or resume) a cohort batch and write its summary. See the module docstring.
 
@@ -275,6 +208,11 @@ def run_batch(sheet: str | Path, out_dir: str | Path, *, cores: int = 2,
     from a0verify import summary as summ
 
     t0 = time.perf_counter()
+    import importlib.util
+
+    if importlib.util.find_spec("snakemake") is None:
+        raise InputError("a0verify batch needs Snakemake, which is not installed: "
+                         "pip install 'a0verify[batch]'")
     root = workflow_root()
     sheet_p = Path(sheet).resolve()
     rows = read_sample_sheet(sheet_p, root)
@@ -291,8 +229,6 @@ def run_batch(sheet: str | Path, out_dir: str | Path, *, cores: int = 2,
         config["threshold_mm"] = float(threshold_mm)
     if registration is not None:
         config["registration"] = registration
-    if pipeline is not None:
-        config["pipeline"] = pipeline
     cmd = snakemake_command(sheet_p, out, root=root, cores=cores, profile=prof, base_dir=base,
                             config=config, dry_run=dry_run)
     log = out / "logs" / f"batch-{time.strftime('%Y%m%d-%H%M%S')}.log"
@@ -313,8 +249,11 @@ def run_batch(sheet: str | Path, out_dir: str | Path, *, cores: int = 2,
             notes.append("released the lock of an interrupted earlier batch")
             echo("resuming: released the lock left by an interrupted batch")
         echo(f"batch: {len(rows)} cases -> {out} (log {log})")
-        rc = _run_streaming(cmd, out, env, log, echo, verbose,
-                            start_word="to run" if dry_run else "start ")
+        rc, started = _run_streaming(cmd, out, env, log, echo, verbose,
+                                     start_word="to run" if dry_run else "start ")
+    if rc != 0 and not started:  # the workflow itself could not start: say why, in one line
+        raise InputError(f"the batch workflow could not start: {_startup_error(log)} "
+                         f"(full log: {log})")
     tsv, html_p = out / "summary.tsv", out / "summary.html"
     if dry_run:
         return BatchResult(out, len(rows), {}, {}, rc, log, tsv, html_p,
@@ -333,10 +272,32 @@ def run_batch(sheet: str | Path, out_dir: str | Path, *, cores: int = 2,
                        time.perf_counter() - t0, notes)
 
 
+_CAUSE_RE = re.compile(r"^\s*(?:\w+\.)*(\w*(?:Error|Exception))\b:?(.*)$")
+
+
+def _startup_error(log: Path) -> str:
+    """The first error Snakemake reported in ``log`` (its type and message), one line."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines()]
+    except OSError:
+        return "no log"
+    for i, ln in enumerate(lines):
+        if m := _CAUSE_RE.match(ln):
+            msg = m.group(2).strip()
+            if msg.startswith("in file") or not msg:  # the message is on the next line
+                nxt = next((x for x in lines[i + 1:] if x), "")
+                msg = f"{msg.split(':')[0]}: {nxt}" if msg else nxt
+            return f"{m.group(1)}: {msg}"[:400]
+    tail = [ln for ln in lines if ln]
+    return tail[-1][:400] if tail else "snakemake printed nothing"
+
+
 def _run_streaming(cmd: Sequence[str], cwd: Path, env: dict[str, str], log: Path,
-                   echo: Callable[[str], None], verbose: bool, start_word: str = "start ") -> int:
-    """Run Snakemake, copy its output to ``log`` and show progress; forward SIGTERM/SIGINT."""
-    parser = ProgressParser(echo, start_word)
+                   echo: Callable[[str], None], verbose: bool,
+                   start_word: str = "start ") -> tuple[int, bool]:
+    """Run Snakemake, copy its output to ``log`` and show progress; forward SIGTERM/SIGINT.
+    Returns Snakemake's exit code and whether any job started (or was planned, dry run)."""
+    parser = ProgressParser((lambda _line: None) if verbose else echo, start_word)
     with open(log, "w") as fh:
         proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -356,15 +317,14 @@ def _run_streaming(cmd: Sequence[str], cwd: Path, env: dict[str, str], log: Path
                 fh.flush()
                 if verbose:
                     echo(line.rstrip("\n"))
-                else:
-                    parser.feed(line)
+                parser.feed(line)
             rc = proc.wait()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
     if rc < 0 or interrupted:  # interrupted, not failed: run the same command again to resume
         raise KeyboardInterrupt
-    return rc
+    return rc, bool(parser.jobs)
 
 
 def write_phantom_cohort(out_dir: str | Path, margins_mm: Sequence[float], *,

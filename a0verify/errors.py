@@ -9,7 +9,9 @@ Exit codes (also in ``a0verify --help`` and README):
 3     registration failed (after retries)
 4     segmentation failed
 5     a batch finished but one or more cases failed
-70    internal error (a bug: please report it with ``--debug`` output)
+6     ``send`` / ``--send``: the PACS node did not store every file (:mod:`a0verify.pacs`)
+70    internal error (a bug: please report it with ``A0VERIFY_DEBUG=1`` output)
+130   interrupted or aborted (Ctrl-C, or an aborted prompt): nothing looks finished
 ====  ==========================================================================
 """
 
@@ -51,3 +53,4 @@ class BatchError(A0Error):
 
 EXIT_NOT_A0 = 1
 EXIT_INTERNAL = 70
+EXIT_ABORTED = 130

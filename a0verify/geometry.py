@@ -230,6 +230,16 @@ def roi_box_around_lps(
     return IndexBox(tuple(int(v) for v in ilo), tuple(int(v) for v in ihi))  # type: ignore[arg-type]
 
 
+def box_of_crop(parent: sitk.Image, sub: sitk.Image) -> IndexBox:
+    """The index box (z, y, x) of ``parent`` that ``sub`` covers, for a ``sub`` on the same
+    lattice (e.g. made by :func:`crop`): its first voxel centre rounded to the nearest parent
+    index, its size unchanged. The box may reach outside the parent when ``sub`` does."""
+    lo = np.rint(lps_to_zyx_index(parent, np.asarray(sub.GetOrigin(), float)[None])[0])
+    lo_i = tuple(int(v) for v in lo)
+    hi_i = tuple(v + n for v, n in zip(lo_i, sub.GetSize()[::-1], strict=True))
+    return IndexBox(lo_i, hi_i)  # type: ignore[arg-type]
+
+
 def crop(image: sitk.Image, box: IndexBox) -> sitk.Image:
     """Sub-image of ``image`` inside ``box`` (keeps physical positions)."""
     lo_xyz = [int(v) for v in box.lo_zyx[::-1]]

@@ -44,6 +44,26 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def limit_threads(threads: int | None) -> None:
+    """Bound SimpleITK, ITK/elastix (global defaults) and Numba to ``threads`` threads, once, where
+    a command or API call starts (``None`` leaves the defaults: all usable CPUs)."""
+    if not threads:
+        return
+    import SimpleITK as sitk
+
+    n = int(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    from a0verify.registration import elastix_backend
+
+    elastix_backend.set_threads(n)
+
+
 def enabled() -> bool:
     """True when worker processes are available and worthwhile (>= 2 usable CPUs and
     ``A0VERIFY_SERIAL`` unset)."""

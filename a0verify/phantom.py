@@ -14,6 +14,9 @@ Truth: for a sphere tumour of radius r centred at c inside a convex zone E, the 
 margin is exactly ``MAM = sd_E(c) - r`` with sd_E the signed distance to the boundary of E
 (positive inside), because sd_E is 1-Lipschitz and the sphere point towards the nearest boundary
 point attains it. ``sd_E`` for an ellipsoid is found by a 1-D root find (:func:`ellipsoid_sd`).
+
+Long module: one generator whose parts (anatomy, motion, lesions, zones, analytic truth) share
+the spec and the truth model; split apart they would each need all of it.
 """
 
 from __future__ import annotations

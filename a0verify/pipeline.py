@@ -1,39 +1,80 @@
-"""Case orchestration: the functions behind ``a0verify run`` / ``a0verify margin`` (and Snakemake).
+"""One case, one sequence of stages (DESIGN.md section 2)::
 
-Output-directory contract ("nothing lost"): every file is written atomically; ``report.json`` is
-written last and lists every output of the run. A new run into a directory that holds an earlier
-result first removes the earlier ``report.json`` (so a half-finished new run never looks finished)
-and the outputs it listed, then writes the new result: the directory never mixes two runs.
+    read_inputs ─► segment ─► register ─► transfer ─► margin ─► verdict ─► write_outputs
+
+1. :func:`a0verify.inputs.read_inputs` reads and checks every input once, where it enters
+   (files, masks on their grids, overlap, seeds inside their images, a given transform);
+   input hashes are computed in a background thread meanwhile.
+2. :func:`segment` gives the tumour labels (pre grid) and the ablation zone (post grid): the
+   masks given, or masks segmented from the seeds.
+3. :func:`register` gives the transform post points -> pre points with its 95 % half-width:
+   elastix (``a0verify run``), a transform from a file or none (``a0verify margin``).
+4. :func:`a0verify.transfer.transfer_tumor` carries the tumour onto the post grid (sub-voxel
+   level sets).
+5. :func:`a0verify.margin.compute_margin`: the signed margin, positive inside the zone.
+6. :func:`a0verify.verdict.judge`: verdict per lesion and case (uncertainty band).
+7. :func:`write_outputs`: Slicer files, figures, the HTML page and report.json (last).
+
+``a0verify run`` runs all of them (:func:`run_case`); ``a0verify margin`` runs the same sequence
+with masks given and the transform from a file (:func:`margin_case`); the Snakemake workflow
+calls ``a0verify run``. Each stage's seconds go to ``provenance.timings_s``.
+
+Output-directory contract ("nothing lost"): every file is written atomically; ``report.json``
+is written last and lists every output of the run. A new run into a directory that holds an
+earlier result first removes the earlier ``report.json`` (so a half-finished new run never looks
+finished) and the outputs it listed, then writes the new result: the directory never mixes two
+runs. Bad input raises InputError before anything is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import SimpleITK as sitk
 
-from a0verify import SIGN_CONVENTION, __version__, geometry, verdict
-from a0verify.errors import InputError
-from a0verify.io import (
-    check_seed_inside,
-    ensure_output_dir,
-    read_image,
-    read_mask,
-    sha256_of,
-    write_json_atomic,
-)
-from a0verify.io.masks import check_overlap
-from a0verify.margin import MarginResult, compute_margin, start_loading_kernels
+from a0verify import parallel, transfer, verdict
+from a0verify.inputs import CaseInputs, CaseRequest, CaseSettings, Seed, read_inputs
+from a0verify.io import ensure_output_dir, write_json_atomic
+from a0verify.margin import MarginResult, compute_margin, load_kernels
+from a0verify.progress import Progress, silent
+from a0verify.report import identity
+from a0verify.report.model import build_report, lesion_point_summary
 
-SCHEMA_VERSION = "1.0"
-Seed = tuple[float, float, float]
+__all__ = ["CaseInputs", "CaseRequest", "CaseResult", "CaseSettings", "lesion_point_summary",
+           "margin_case", "read_inputs", "run_case", "run_stages"]
+
+
+# --------------------------------------------------------------------------- stage results
+@dataclass
+class Segmentation:
+    """Stage ``segment``: tumour labels (pre grid; one lesion per label) and the ablation zone
+    (post grid), with a record of how they were made for report.json (``{}``: masks given)."""
+
+    tumor: sitk.Image
+    ablation: sitk.Image
+    record: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Registration:
+    """Stage ``register``: the transform post points -> pre points (None: one physical space),
+    its 95 % half-width (mm), the report.json ``registration`` section and, from elastix, the
+    full result (QA images for the outputs)."""
+
+    transform: sitk.Transform | None
+    uncertainty_mm: float = 0.0
+    record: dict[str, Any] | None = None
+    result: Any = None
+    warnings: list[str] = field(default_factory=list)
+    caveat: str | None = None  # "registration unreliable: ..." (goes into the verdict reason)
 
 
 @dataclass
@@ -49,6 +90,85 @@ class CaseResult:
         return str(self.report["verdict"])
 
 
+# --------------------------------------------------------------------------- 2. segment
+def segment(inputs: CaseInputs, req: CaseRequest, progress: Progress | None = None
+            ) -> Segmentation:
+    """Stage ``segment``: the tumour labels and the ablation zone, given or from the seeds.
+
+    Raises SegmentationError when a seeded segmentation gives no usable mask.
+    """
+    progress = progress or silent()
+    record: dict[str, Any] = {}
+    warnings: list[str] = []
+    tumor = inputs.tumor
+    if tumor is None:
+        from a0verify.segmentation import segment_tumor
+
+        assert inputs.pre is not None
+        with progress.stage("segment_tumor", "segment tumour"):
+            segs = [segment_tumor(inputs.pre, s, source=str(req.pre)) for s in req.tumor_seeds]
+        tumor = _labels_from_masks([s.mask for s in segs])
+        warnings += [w for s in segs for w in s.warnings]
+        record["tumor"] = {"method": segs[0].method,
+                           "seeds_lps": [list(s) for s in req.tumor_seeds],
+                           "stats": [s.stats for s in segs]}
+    ablation = inputs.ablation
+    if ablation is None:
+        from a0verify.segmentation import segment_ablation
+
+        assert inputs.post is not None
+        with progress.stage("segment_ablation", "segment ablation zone"):
+            seg = segment_ablation(inputs.post, list(req.ablation_seeds), source=str(req.post))
+        ablation = seg.mask
+        warnings += seg.warnings
+        record["ablation"] = {"method": seg.method, "stats": seg.stats,
+                              "seeds_lps": [list(s) for s in req.ablation_seeds]}
+    return Segmentation(tumor=tumor, ablation=ablation, record=record, warnings=warnings)
+
+
+def _labels_from_masks(masks: Sequence[sitk.Image]) -> sitk.Image:
+    """Combine binary masks on one grid into a label image (1, 2, ... in order; later wins)."""
+    out = sitk.Cast(masks[0] != 0, sitk.sitkUInt16)
+    for i, m in enumerate(masks[1:], start=2):
+        out = sitk.Mask(out, sitk.Cast(m == 0, sitk.sitkUInt8)) + sitk.Cast(m != 0,
+                                                                         sitk.sitkUInt16) * i
+    return out
+
+
+# --------------------------------------------------------------------------- 3. register
+def register(inputs: CaseInputs, seg: Segmentation, settings: CaseSettings,
+             restart_worker: parallel.Worker | None = None) -> Registration:
+    """Stage ``register``: pre CT onto post CT with elastix (``run``), or the transform and
+    record given (``margin``). Raises RegistrationError when registration fails after retries.
+    """
+    if inputs.pre is None:  # `margin`: the transform (if any) comes from a file
+        rec = inputs.registration_record
+        return Registration(
+            transform=inputs.transform,
+            uncertainty_mm=float(rec.get("uncertainty_mm", 0.0)) if rec else 0.0,
+            record=rec, warnings=[str(w) for w in rec.get("warnings", [])] if rec else [],
+            caveat=_caveat(rec.get("reliability_notes", []) if rec else []))
+    from a0verify import registration as reg_mod
+
+    assert inputs.post is not None
+    res = reg_mod.register(
+        inputs.post, inputs.pre,
+        reg_mod.RegistrationMasks(zone=seg.ablation, liver=inputs.liver,
+                                  tumor=sitk.Cast(seg.tumor != 0, sitk.sitkUInt8)),
+        reg_mod.RegistrationSettings(method=settings.registration, threads=settings.threads),
+        restart_worker=restart_worker)
+    record = res.to_dict()
+    return Registration(transform=res.transform, uncertainty_mm=res.uncertainty_mm,
+                        record=record, result=res, warnings=list(res.warnings),
+                        caveat=_caveat(res.reliability_notes))
+
+
+def _caveat(notes: Sequence[str]) -> str | None:
+    """The verdict caveat of a registration with reliability notes (None: no caveat)."""
+    return "registration unreliable: " + "; ".join(notes) if notes else None
+
+
+# --------------------------------------------------------------------------- 7. write_outputs
 def retire_previous_result(out: Path) -> None:
     """Remove an earlier result from ``out``: its report.json first (so nothing looks finished),
     then the outputs that report listed. Called only once the new run has its results in hand,
@@ -65,346 +185,177 @@ def retire_previous_result(out: Path) -> None:
         p = out / str(name)
         if p.parent == out and p.name != "report.json":
             with contextlib.suppress(OSError):
-                p.unlink()
+                if p.is_dir() and not p.is_symlink():  # e.g. dicom/ (export-dicom)
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for pkg in ("SimpleITK", "itk-elastix", "numpy", "numba", "scipy", "scikit-image", "pyvista",
-                "click"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def _lesion_entries(margin: MarginResult, extra_uncertainty_mm: float) -> list[dict[str, Any]]:
-    lesions = []
-    for les in margin.lesions:
-        u = verdict.combine_uncertainty(les.uncertainty_mm, extra_uncertainty_mm)
-        v = verdict.classify(les.min_margin_mm, margin.threshold_mm, u)
-        d = les.to_dict()
-        d.update({"verdict": v.verdict, "verdict_reason": v.reason, "uncertainty_mm": u,
-                  "discretisation_uncertainty_mm": les.uncertainty_mm})
-        lesions.append(d)
-    return lesions
-
-
-def build_report(
-    margin: MarginResult,
-    *,
-    command: str,
-    inputs: dict[str, str | None],
-    parameters: dict[str, Any],
-    timings_s: dict[str, float],
-    warnings: Sequence[str] = (),
-    registration: dict[str, Any] | None = None,
-    registration_uncertainty_mm: float = 0.0,
-    outputs: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Assemble the report.json dictionary (DESIGN.md section 6)."""
-    lesions = _lesion_entries(margin, registration_uncertainty_mm)
-    worst = min(lesions, key=lambda d: d["min_margin_mm"])
-    case_verdict = verdict.worst(d["verdict"] for d in lesions)
-    warn = list(warnings)
-    if case_verdict == "indeterminate":
-        warn.append("verdict indeterminate: " + "; ".join(
-            f"lesion {d['id']}: {d['verdict_reason']}" for d in lesions
-            if d["verdict"] == "indeterminate"))
-    hashes = {k: (sha256_of(v) if v else None) for k, v in inputs.items()}
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
-        "verdict": case_verdict,
-        "threshold_mm": margin.threshold_mm,
-        "min_margin_mm": worst["min_margin_mm"],
-        "min_margin_lesion_id": worst["id"],
-        "min_margin_point_lps": worst["min_margin_point_lps"],
-        "min_margin_point_ras": worst["min_margin_point_ras"],
-        "uncertainty_mm": worst["uncertainty_mm"],
-        "lesions": lesions,
-        "warnings": warn,
-        "registration": registration,
-        "outputs": outputs or {},
-        "provenance": {
-            "a0verify_version": __version__,
-            "package_versions": _versions(),
-            "parameters": parameters,
-            "inputs": {k: v for k, v in inputs.items()},
-            "input_sha256": hashes,
-            "sign_convention": SIGN_CONVENTION,
-            "coordinate_system": "LPS mm (RAS given alongside where labelled)",
-            "timings_s": timings_s,
-        },
-    }
-
-
-def _finish(out: Path, report: dict[str, Any], *, margin: MarginResult, ablation: sitk.Image,
-            tumor_post: sitk.Image | None, post: sitk.Image | None = None,
-            pre: sitk.Image | None = None, registration: Any = None,
-            render_worker: Any = None) -> CaseResult:
-    """Write every artefact and the HTML report, then report.json (last). ``render_worker``:
-    see :func:`a0verify.report.write_case_outputs`."""
+def write_outputs(out: Path, report: dict[str, Any], *, margin: MarginResult,
+                  seg: Segmentation, tumor_post: sitk.Image, reg: Registration,
+                  post: sitk.Image | None, workers: Any = None) -> CaseResult:
+    """Stage ``write_outputs``: registration outputs (transform, QA images), Slicer files,
+    figures and report.html, then report.json (last). ``workers``: the report's figure workers
+    started earlier (:func:`a0verify.report.html.start_figure_workers`)."""
+    from a0verify.io import atomic_path
     from a0verify.report import write_case_outputs
 
     t0 = time.perf_counter()
     retire_previous_result(out)
+    outputs: dict[str, str] = {}
+    qa: dict[str, sitk.Image] = {}
+    if reg.result is not None:
+        from a0verify.registration import write_registration_outputs
+
+        for role, p in write_registration_outputs(reg.result, out).items():
+            outputs[f"registration_{role}"] = Path(p).name
+        qa = dict(reg.result.qa_images)
+    elif reg.transform is not None:  # a transform given to `a0verify margin`
+        with atomic_path(out / "transform.h5") as tmp:
+            sitk.WriteTransform(reg.transform, str(tmp))
+        outputs["registration_transform"] = "transform.h5"
+    report["outputs"].update(outputs)
     report["outputs"].update(write_case_outputs(
-        out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post, pre=pre,
-        registration=registration, render_worker=render_worker))
+        out, report, margin=margin, ablation=seg.ablation, tumor_post=tumor_post, post=post,
+        qa_images=qa, workers=workers))
     report["outputs"]["report_json"] = "report.json"
     report["provenance"]["timings_s"]["outputs"] = time.perf_counter() - t0
     write_json_atomic(out / "report.json", report)
     return CaseResult(report=report, out_dir=out, margin=margin)
 
 
-def carry_tumor(tumor: sitk.Image, reference: sitk.Image,
-                transform: sitk.Transform | None) -> tuple[Any, sitk.Image]:
-    """Tumour labels (any grid) onto ``reference``'s grid through ``transform`` (reference points
-    to tumour-grid points; identity when None).
+# --------------------------------------------------------------------------- the sequence
+def run_stages(req: CaseRequest, settings: CaseSettings, out_dir: str | Path,
+               progress: Progress | None = None) -> CaseResult:
+    """Run one case through every stage (see the module docstring) into ``out_dir``."""
+    from a0verify.report.html import start_figure_workers
 
-    Returns (input for compute_margin: the labels themselves without a transform, else
-    per-lesion signed-distance level sets resampled linearly (sub-voxel); the tumour labels on
-    the reference grid for display).
-    Raises InputError when the tumour falls outside the reference image.
+    progress = progress or silent()
+    parallel.limit_threads(settings.threads)
+    out = ensure_output_dir(out_dir)
+    elastix = req.command == "run" and settings.registration != "none"
+    restart_worker = None
+    if elastix:
+        from a0verify.registration import elastix_backend
+
+        elastix_backend.preload()  # ~1 s of module loading, overlapping the image reading
+        # the uncertainty restart's worker loads elastix meanwhile (run beside the main run)
+        restart_worker = parallel.Worker("registration restart", warm=elastix_backend.load,
+                                         start=parallel.usable_cpus() > 1
+                                         and (settings.threads or 2) > 1)
+    parallel.in_thread("load margin kernels", load_kernels)  # Numba cache, beside the reading
+    workers = start_figure_workers()
+    try:
+        timings = progress.timings
+        with progress.stage("read", "read inputs"):
+            inputs = read_inputs(req)
+        seg = segment(inputs, req, progress)
+        for kind, rec in seg.record.items():
+            progress.info(f"{kind} segmented: {rec.get('stats')}")
+        if elastix:
+            with progress.stage("registration", f"register ({settings.registration})"):
+                reg = register(inputs, seg, settings, restart_worker)
+            attempts = len((reg.record or {}).get("metrics", {}).get("attempts", [])) or 1
+            progress.info(f"registration: {attempts} attempt(s), 95 % half-width "
+                          f"{reg.uncertainty_mm:.2f} mm, {len(reg.warnings)} warning(s)")
+        else:
+            reg = register(inputs, seg, settings)
+        post_grid = inputs.post if req.command == "run" else seg.ablation
+        assert post_grid is not None
+        with progress.stage("transfer", "transfer tumour to the post grid"):
+            moved = transfer.transfer_tumor(seg.tumor, post_grid, reg.transform)
+        with progress.stage("margin", "margin"):  # waits for the kernels if still loading
+            margin = compute_margin(moved.margin_input, seg.ablation, settings.threshold_mm)
+        timings.update(margin.timings_s)  # the computation itself, apart from kernel loading
+        for les in margin.lesions:
+            progress.info(f"lesion {les.id}: minimal margin {les.min_margin_mm:.2f} mm "
+                          f"(± {les.uncertainty_mm:.2f} mm discretisation), tumour "
+                          f"{les.tumor_volume_ml:.2f} ml")
+        judged = verdict.judge(((les.id, les.min_margin_mm, les.uncertainty_mm)
+                                for les in margin.lesions), settings.threshold_mm,
+                               reg.uncertainty_mm, reg.caveat)
+        assert inputs.hashes is not None
+        report = build_report(
+            margin, judged, command=req.command, inputs=req.input_paths(),
+            input_sha256=inputs.hashes.result(), parameters=_parameters(req, settings),
+            timings_s=timings, warnings=[*inputs.warnings, *seg.warnings, *reg.warnings],
+            registration=_registration_section(reg), segmentation=seg.record)
+        report = identity.attach(report, inputs.identity, inputs.mask_sources)
+        with progress.stage("outputs", "write outputs"):
+            return write_outputs(out, report, margin=margin, seg=seg, tumor_post=moved.labels,
+                                 reg=reg, post=inputs.post, workers=workers)
+    finally:
+        workers.close()
+        if restart_worker is not None:
+            restart_worker.close()
+
+
+def _registration_section(reg: Registration) -> dict[str, Any] | None:
+    if reg.record is None:
+        return None
+    rec = dict(reg.record)
+    if reg.result is not None:
+        rec["timings_s"] = reg.result.timings_s
+    return rec
+
+
+def _parameters(req: CaseRequest, settings: CaseSettings) -> dict[str, Any]:
+    if req.command != "run":
+        return {"threshold_mm": settings.threshold_mm}
+    return {"threshold_mm": settings.threshold_mm, "registration": settings.registration,
+            "ablation_seeds_lps": [list(s) for s in req.ablation_seeds],
+            "tumor_seeds_lps": [list(s) for s in req.tumor_seeds],
+            "pre_series": req.pre_series, "post_series": req.post_series,
+            "threads": settings.threads}
+
+
+# --------------------------------------------------------------------------- entry points
+def run_case(pre_path: str | Path, post_path: str | Path, out_dir: str | Path, *,
+             tumor_path: str | Path | None = None, ablation_path: str | Path | None = None,
+             ablation_seeds: Sequence[Seed] = (), tumor_seeds: Sequence[Seed] = (),
+             liver_path: str | Path | None = None, threshold_mm: float = 5.0,
+             registration_method: str = "deformable", threads: int | None = None,
+             pre_series: str | None = None, post_series: str | None = None,
+             progress: Progress | None = None, anonymize: bool = False,
+             tumor_structures: Sequence[str] = (),
+             ablation_structures: Sequence[str] = ()) -> CaseResult:
+    """``a0verify run``: register pre onto post, carry the tumour over, margin, verdict, report.
+
+    The post CT is the fixed image; everything is reported on its grid (LPS mm). Exactly one of
+    ``tumor_path`` / ``tumor_seeds`` and of ``ablation_path`` / ``ablation_seeds`` must be given.
+    Masks may be RT Structure Sets (rasterised onto the pre / post CT; ``*_structures`` choose
+    ROIs by name); ``anonymize``: no patient identifiers in any output.
     """
-    if transform is None and geometry.same_grid(tumor, reference):
-        return tumor, tumor  # already on the reference grid (and known not to be empty)
-    from a0verify import registration as reg_mod
-
-    tx = transform if transform is not None else sitk.Transform(3, sitk.sitkIdentity)
-    tumor_post = reg_mod.resample_tumor_to_post(tumor, reference, tx)
-    if not np.any(sitk.GetArrayViewFromImage(tumor_post)):
-        raise InputError("tumour mask falls outside the post-ablation grid after transfer")
-    if transform is None:
-        return tumor, tumor_post
-    return reg_mod.tumor_levelsets_to_post(tumor, reference, tx), tumor_post
+    settings = CaseSettings(threshold_mm, registration_method, threads)
+    req = CaseRequest(command="run", pre=pre_path, post=post_path, tumor=tumor_path,
+                      ablation=ablation_path, tumor_seeds=tuple(tumor_seeds),
+                      ablation_seeds=tuple(ablation_seeds), liver=liver_path,
+                      pre_series=pre_series, post_series=post_series, anonymize=anonymize,
+                      tumor_structures=tuple(tumor_structures),
+                      ablation_structures=tuple(ablation_structures))
+    return run_stages(req, settings, out_dir, progress)
 
 
 def margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
                 *, threshold_mm: float = 5.0, transform_path: str | Path | None = None,
                 registration_json: str | Path | None = None,
-                post_path: str | Path | None = None) -> CaseResult:
+                post_path: str | Path | None = None,
+                progress: Progress | None = None, anonymize: bool = False,
+                tumor_structures: Sequence[str] = (),
+                ablation_structures: Sequence[str] = ()) -> CaseResult:
     """``a0verify margin``: the margin of a tumour and an ablation zone in one physical space.
 
     Without ``transform_path`` the masks must already be aligned in physical space (any grids).
     With it, the tumour mask is on the pre grid and the transform (post points -> pre points, as
     written by ``a0verify register``) carries it onto the ablation mask's grid; the registration
     record (``registration_json``) adds its QA and uncertainty. ``post_path`` (optional) is only
-    used as the background of the report figures. The result is on the ablation mask's grid.
+    used as the background of the report figures (and the image RT Structure Sets are
+    rasterised onto). The result is on the ablation mask's grid.
     """
-    from a0verify.viz import warm_render_worker
-
-    # While the inputs are read and the margin computed, a worker process loads VTK for the
-    # 3-D views (other core) and a thread loads the margin kernels.
-    render_worker = warm_render_worker()
-    loader = start_loading_kernels()
-    try:
-        return _margin_case(tumor_path, ablation_path, out_dir, threshold_mm=threshold_mm,
-                            transform_path=transform_path, registration_json=registration_json,
-                            post_path=post_path, render_worker=render_worker)
-    finally:
-        loader.join()
-        render_worker.close()
-
-
-def _margin_case(tumor_path: str | Path, ablation_path: str | Path, out_dir: str | Path,
-                 *, threshold_mm: float, transform_path: str | Path | None,
-                 registration_json: str | Path | None, post_path: str | Path | None,
-                 render_worker: Any) -> CaseResult:
-    _check_threshold(threshold_mm)
-    out = ensure_output_dir(out_dir)
-    warnings: list[str] = []
-    t0 = time.perf_counter()
-    ablation = read_mask(ablation_path, what="ablation mask", warnings=warnings)
-    transform = _read_transform(transform_path) if transform_path else None
-    # The margin works in physical space on each mask's own grid (no resampling, which would
-    # cost sub-voxel accuracy); without a transform the masks must overlap physically.
-    tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings)
-    if transform is None:
-        check_overlap(tumor, ablation, what="tumour mask", path=tumor_path)
-    reg_record = _read_json(registration_json, "registration record") if registration_json else None
-    post = read_image(post_path, what="post-ablation CT", warnings=warnings) if post_path else None
-    timings = {"read": time.perf_counter() - t0}
-    if reg_record:
-        warnings += [str(w) for w in reg_record.get("warnings", [])]
-    tumor_in, tumor_post = carry_tumor(tumor, ablation, transform)
-    margin = compute_margin(tumor_in, ablation, threshold_mm)
-    timings.update(margin.timings_s)
-    reg_unc = float(reg_record.get("uncertainty_mm", 0.0)) if reg_record else 0.0
-    report = build_report(
-        margin, command="margin",
-        inputs={"tumor": str(tumor_path), "ablation": str(ablation_path),
-                "transform": str(transform_path) if transform_path else None,
-                "registration_json": str(registration_json) if registration_json else None,
-                "post": str(post_path) if post_path else None},
-        parameters={"threshold_mm": threshold_mm}, timings_s=timings,
-        warnings=warnings, registration=reg_record, registration_uncertainty_mm=reg_unc,
-    )
-    return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post, post=post,
-                   registration=transform, render_worker=render_worker)
-
-
-def _read_transform(path: str | Path) -> sitk.Transform:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: transform file does not exist")
-    try:
-        return sitk.ReadTransform(str(p))
-    except RuntimeError:
-        raise InputError(f"{p}: cannot read transform (not an ITK transform file)") from None
-
-
-def _read_json(path: str | Path, what: str) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{p}: {what} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: cannot read {what} ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{p}: {what} is not a JSON object")
-    return data
-
-
-def _check_threshold(threshold_mm: float) -> None:
-    if not (0.0 <= threshold_mm <= 50.0):
-        raise InputError(f"--threshold {threshold_mm} mm is outside 0-50 mm")
-
-
-def run_case(
-    pre_path: str | Path,
-    post_path: str | Path,
-    out_dir: str | Path,
-    *,
-    tumor_path: str | Path | None = None,
-    ablation_path: str | Path | None = None,
-    ablation_seeds: Sequence[Seed] = (),
-    tumor_seeds: Sequence[Seed] = (),
-    liver_path: str | Path | None = None,
-    threshold_mm: float = 5.0,
-    registration_method: str = "deformable",
-    threads: int | None = None,
-    pre_series: str | None = None,
-    post_series: str | None = None,
-) -> CaseResult:
-    """``a0verify run``: register pre onto post, carry the tumour over, margin, verdict, report.
-
-    The post CT is the fixed image; everything is reported on its grid (LPS mm).
-    Exactly one of ``tumor_path`` / ``tumor_seeds`` and of ``ablation_path`` / ``ablation_seeds``
-    must be given.
-    """
-    _check_threshold(threshold_mm)
-    if (tumor_path is None) == (not tumor_seeds):
-        raise InputError("give exactly one of --tumor MASK or --tumor-seed X,Y,Z")
-    if (ablation_path is None) == (not ablation_seeds):
-        raise InputError("give exactly one of --ablation MASK or --ablation-seed X,Y,Z")
-    out = ensure_output_dir(out_dir)
-    if threads:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
-    if registration_method != "none":
-        from a0verify.registration import elastix_backend
-
-        elastix_backend.preload()  # ~1 s of module loading, overlapping the image reading
-    warnings: list[str] = []
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    pre = read_image(pre_path, what="pre-ablation CT", series_uid=pre_series, warnings=warnings)
-    post = read_image(post_path, what="post-ablation CT", series_uid=post_series,
-                      warnings=warnings)
-    timings["read"] = time.perf_counter() - t0
-    for s in tumor_seeds:
-        check_seed_inside(pre, s, f"{pre_path} (tumour seed)")
-    for s in ablation_seeds:
-        check_seed_inside(post, s, f"{post_path} (ablation seed)")
-
-    seg_info: dict[str, Any] = {}
-    if tumor_path is not None:
-        # kept on its own grid (the transfer to post space works in physical space)
-        tumor = read_mask(tumor_path, what="tumour mask", warnings=warnings)
-        check_overlap(tumor, pre, what="tumour mask", path=tumor_path)
-    else:
-        from a0verify.segmentation import segment_tumor
-
-        t0 = time.perf_counter()
-        segs = [segment_tumor(pre, s, source=str(pre_path)) for s in tumor_seeds]
-        tumor = _labels_from_masks([s.mask for s in segs])
-        warnings += [w for s in segs for w in s.warnings]
-        seg_info["tumor"] = {"method": segs[0].method, "seeds_lps": [list(s) for s in tumor_seeds],
-                             "stats": [s.stats for s in segs]}
-        timings["segment_tumor"] = time.perf_counter() - t0
-    if ablation_path is not None:
-        ablation = read_mask(ablation_path, what="ablation mask", warnings=warnings,
-                             reference=post)
-    else:
-        from a0verify.segmentation import segment_ablation
-
-        t0 = time.perf_counter()
-        seg = segment_ablation(post, list(ablation_seeds), source=str(post_path))
-        ablation = seg.mask
-        warnings += seg.warnings
-        seg_info["ablation"] = {"method": seg.method, "stats": seg.stats,
-                                "seeds_lps": [list(s) for s in ablation_seeds]}
-        timings["segment_ablation"] = time.perf_counter() - t0
-    focus = ablation
-    liver = None
-    if liver_path is not None:
-        liver = read_mask(liver_path, what="liver mask", warnings=warnings, reference=post)
-
-    from a0verify import registration as reg_mod
-
-    t0 = time.perf_counter()
-    reg = reg_mod.register(
-        post, pre, reg_mod.RegistrationMasks(zone=focus, liver=liver,
-                                             tumor=sitk.Cast(tumor != 0, sitk.sitkUInt8)),
-        reg_mod.RegistrationSettings(method=registration_method, threads=threads))
-    timings["registration"] = time.perf_counter() - t0
-    warnings += reg.warnings
-
-    t0 = time.perf_counter()
-    tumor_in, tumor_post = carry_tumor(tumor, post, reg.transform)
-    timings["transfer"] = time.perf_counter() - t0
-    margin = compute_margin(tumor_in, ablation, threshold_mm)
-    timings.update(margin.timings_s)
-    registration = reg.to_dict()
-    registration["timings_s"] = reg.timings_s
-    report = build_report(
-        margin, command="run",
-        inputs={"pre": str(pre_path), "post": str(post_path),
-                "tumor": str(tumor_path) if tumor_path else None,
-                "ablation": str(ablation_path) if ablation_path else None,
-                "liver": str(liver_path) if liver_path else None},
-        parameters={"threshold_mm": threshold_mm, "registration": registration_method,
-                    "ablation_seeds_lps": [list(s) for s in ablation_seeds],
-                    "tumor_seeds_lps": [list(s) for s in tumor_seeds],
-                    "pre_series": pre_series, "post_series": post_series,
-                    "threads": threads},
-        timings_s=timings, warnings=warnings, registration=registration,
-        registration_uncertainty_mm=reg.uncertainty_mm,
-    )
-    if seg_info:
-        report["segmentation"] = seg_info
-    return _finish(out, report, margin=margin, ablation=ablation, tumor_post=tumor_post,
-                   post=post, pre=pre, registration=reg)
-
-
-def _labels_from_masks(masks: Sequence[sitk.Image]) -> sitk.Image:
-    """Combine binary masks on one grid into a label image (1, 2, ... in order; later wins)."""
-    out = sitk.Cast(masks[0] != 0, sitk.sitkUInt16)
-    for i, m in enumerate(masks[1:], start=2):
-        out = sitk.Mask(out, sitk.Cast(m == 0, sitk.sitkUInt8)) + sitk.Cast(m != 0,
-                                                                         sitk.sitkUInt16) * i
-    return out
-
-
-def lesion_point_summary(report: dict[str, Any]) -> str:
-    """One human line: verdict, MAM and where (LPS and RAS)."""
-    p = report["min_margin_point_lps"]
-    r = report["min_margin_point_ras"]
-    return (f"verdict {report['verdict']}: minimal margin {report['min_margin_mm']:.1f} mm "
-            f"(± {report['uncertainty_mm']:.1f}) at LPS ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) / "
-            f"RAS ({r[0]:.1f}, {r[1]:.1f}, {r[2]:.1f}) mm, threshold {report['threshold_mm']:g} mm")
+    settings = CaseSettings(threshold_mm, "none")
+    req = CaseRequest(command="margin", tumor=tumor_path, ablation=ablation_path,
+                      transform=transform_path, registration_json=registration_json,
+                      post=post_path, anonymize=anonymize,
+                      tumor_structures=tuple(tumor_structures),
+                      ablation_structures=tuple(ablation_structures))
+    return run_stages(req, settings, out_dir, progress)

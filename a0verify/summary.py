@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import html
 import io
 import json
 import math
@@ -44,7 +43,6 @@ COLUMNS: tuple[str, ...] = (
 
 VERDICT_ORDER: tuple[str, ...] = ("A0", "insufficient", "incomplete", "indeterminate")
 _ERROR_RE = re.compile(r"a0verify: (?:internal )?error: .*")
-_STAGE_ORDER = ("segment_tumor", "segment_ablation", "register", "margin", "report", "run")
 
 
 @dataclass(frozen=True)
@@ -56,24 +54,13 @@ class CaseInputs:
 
 
 def read_case_list(sheet: str | Path, base_dir: str | Path | None = None) -> list[CaseInputs]:
-    """Case ids and input paths from a sample sheet (TSV with a header; '#' lines skipped).
+    """Case ids and input paths of a sample sheet (read and validated by
+    :func:`a0verify.workflow.read_sample_sheet`), relative paths resolved against ``base_dir``
+    (default: the current directory)."""
+    from a0verify.workflow import case_paths, read_sample_sheet
 
-    Relative paths are resolved against ``base_dir`` (default: the current directory).
-    Does not validate (see :func:`a0verify.batch.read_sample_sheet`); an empty sheet gives [].
-    """
-    base = Path(base_dir) if base_dir else Path.cwd()
-    out = []
-    with open(sheet, newline="") as fh:
-        lines = [ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
-    for row in csv.DictReader(lines, delimiter="\t"):
-        cid = (row.get("case_id") or "").strip()
-        paths = {}
-        for key in ("pre", "post", "tumor", "ablation"):
-            v = (row.get(key) or "").strip()
-            if v:
-                paths[key] = str(base / v) if not Path(v).is_absolute() else v
-        out.append(CaseInputs(cid, paths))
-    return out
+    return [CaseInputs(row["case_id"], case_paths(row, base_dir))
+            for row in read_sample_sheet(sheet)]
 
 
 def failure_reason(case: CaseInputs, results_dir: Path) -> str:
@@ -82,8 +69,7 @@ def failure_reason(case: CaseInputs, results_dir: Path) -> str:
         if not Path(p).exists():
             return f"missing input {key}: {p}"
     log_dir = results_dir / "logs" / case.case_id
-    logs = sorted(log_dir.glob("*.log"), key=lambda p: (
-        _STAGE_ORDER.index(p.stem) if p.stem in _STAGE_ORDER else len(_STAGE_ORDER), p.name))
+    logs = sorted(log_dir.glob("*.log"))
     for log in logs:
         try:
             text = log.read_text(errors="replace")
@@ -226,12 +212,16 @@ def _mam_plot_svg(mams: Sequence[float], threshold_mm: float | None) -> str:
     return svg[svg.find("<svg"):]
 
 
-def to_html(rows: Sequence[dict[str, Any]], title: str = "a0verify cohort summary") -> str:
-    """Self-contained HTML: verdict counts, MAM histogram, the table with links to case reports.
+_SHOWN = ("case_id", "status", "case_verdict", "lesion_id", "verdict", "min_margin_mm",
+          "uncertainty_mm", "coverage_pct", "residual_volume_ml", "registration_method",
+          "registration_qa", "warnings", "failure_reason")
 
-    Every value from reports, logs or the sample sheet is HTML-escaped.
-    """
-    esc = html.escape
+
+def to_html(rows: Sequence[dict[str, Any]], title: str = "a0verify cohort summary") -> str:
+    """Self-contained HTML: verdict counts, MAM histogram, the table with links to case reports
+    (Jinja2 template ``report/templates/summary.html.j2``; every value is HTML-escaped)."""
+    import jinja2
+
     outcomes = case_outcomes(rows)
     counts = Counter(outcomes.values())
     order = [v for v in (*VERDICT_ORDER, "failed") if counts.get(v)] + sorted(
@@ -240,46 +230,16 @@ def to_html(rows: Sequence[dict[str, Any]], title: str = "a0verify cohort summar
             if r["status"] == "ok" and r["min_margin_mm"] is not None]
     thresholds = {float(r["threshold_mm"]) for r in rows if r.get("threshold_mm") is not None}
     thr = thresholds.pop() if len(thresholds) == 1 else None
-    svg = _mam_plot_svg(mams, thr)
-    shown = ("case_id", "status", "case_verdict", "lesion_id", "verdict", "min_margin_mm",
-             "uncertainty_mm", "coverage_pct", "residual_volume_ml", "registration_method",
-             "registration_qa", "warnings", "failure_reason")
-    head = "".join(f"<th>{esc(c)}</th>" for c in shown)
-    body = []
-    for r in rows:
-        cells = []
-        for c in shown:
-            v = esc(_fmt(r.get(c)))
-            if c == "case_id" and r.get("report"):
-                v = f'<a href="{esc(str(r["report"]), quote=True)}">{v}</a>'
-            cls = f' class="v-{esc(str(r.get(c)))}"' if c in ("verdict", "case_verdict",
-                                                            "status") else ""
-            cells.append(f"<td{cls}>{v}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    count_items = "".join(f'<li class="v-{esc(k)}"><b>{counts[k]}</b> {esc(k)}</li>'
-                          for k in order)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}}
-table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:3px 6px}}
-th{{background:#f0f0f0}} ul.counts{{list-style:none;padding:0;display:flex;gap:1.5em}}
-.v-A0{{color:#1a7f37}} .v-insufficient{{color:#b35900}} .v-incomplete,.v-failed{{color:#c62828}}
-.v-indeterminate{{color:#6a3d9a}}
-</style></head><body>
-<h1>{esc(title)}</h1>
-<p>{len(outcomes)} cases, {len(mams)} lesions measured. Margin = signed distance (mm) from the
-tumour surface to the ablation-zone boundary, positive inside the zone; coverage = percent of
-tumour volume inside the ablation zone.</p>
-<h2>Case verdicts</h2><ul class="counts">{count_items}</ul>
-<h2>Minimal ablative margin per lesion</h2>
-{svg or "<p>No lesion was measured.</p>"}
-<h2>Cases</h2>
-<table><thead><tr>{head}</tr></thead><tbody>
-{chr(10).join(body)}
-</tbody></table>
-</body></html>
-"""
+    table = [[(c, _fmt(r.get(c)),
+               str(r.get(c)) if c in ("verdict", "case_verdict", "status") else None,
+               str(r["report"]) if c == "case_id" and r.get("report") else None)
+              for c in _SHOWN] for r in rows]
+    env = jinja2.Environment(loader=jinja2.PackageLoader("a0verify.report", "templates"),
+                             autoescape=True, keep_trailing_newline=True)
+    return env.get_template("summary.html.j2").render(
+        title=title, n_cases=len(outcomes), n_lesions=len(mams),
+        counts=[(k, counts[k]) for k in order], svg=_mam_plot_svg(mams, thr),
+        columns=_SHOWN, rows=table)
 
 
 def write_summary(sheet: str | Path, results_dir: str | Path, *, tsv: str | Path | None = None,

@@ -69,3 +69,53 @@ def worst(verdicts: Iterable[str]) -> str:
     if not vs:
         raise ValueError("no lesion verdicts")
     return max(vs, key=lambda v: _SEVERITY[v])
+
+
+@dataclass(frozen=True)
+class LesionVerdict:
+    """Verdict of one lesion: its MAM (mm) and the combined 95 % half-width ``uncertainty_mm``
+    (discretisation and registration in quadrature) the verdict was drawn with."""
+
+    lesion_id: int
+    min_margin_mm: float
+    verdict: str
+    reason: str
+    uncertainty_mm: float
+    discretisation_uncertainty_mm: float
+
+
+@dataclass(frozen=True)
+class CaseVerdict:
+    """Stage ``verdict``: per-lesion verdicts, the case verdict (the worst lesion verdict) and the
+    lesion with the smallest margin (``worst``), whose MAM is the case MAM."""
+
+    verdict: str
+    threshold_mm: float
+    lesions: tuple[LesionVerdict, ...]
+    worst: LesionVerdict
+
+    def warnings(self) -> list[str]:
+        """One line explaining an indeterminate case verdict ([] otherwise)."""
+        if self.verdict != "indeterminate":
+            return []
+        return ["verdict indeterminate: " + "; ".join(
+            f"lesion {v.lesion_id}: {v.reason}" for v in self.lesions
+            if v.verdict == "indeterminate")]
+
+
+def judge(margins: Iterable[tuple[int, float, float]], threshold_mm: float,
+          registration_uncertainty_mm: float = 0.0,
+          registration_caveat: str | None = None) -> CaseVerdict:
+    """Stage ``verdict``: classify each lesion ``(id, MAM mm, discretisation half-width mm)``
+    with the registration half-width (mm) combined in quadrature, and the case;
+    ``registration_caveat`` (e.g. "registration unreliable: ...") goes to every lesion's
+    :func:`classify`. Raises ValueError without lesions."""
+    out = []
+    for lid, mam, u_disc in margins:
+        u = combine_uncertainty(u_disc, registration_uncertainty_mm)
+        v = classify(mam, threshold_mm, u, registration_caveat)
+        out.append(LesionVerdict(int(lid), float(mam), v.verdict, v.reason, u, float(u_disc)))
+    if not out:
+        raise ValueError("no lesions to judge")
+    return CaseVerdict(verdict=worst(v.verdict for v in out), threshold_mm=float(threshold_mm),
+                       lesions=tuple(out), worst=min(out, key=lambda v: v.min_margin_mm))

@@ -1,17 +1,16 @@
 """Cohort throughput and Snakemake overhead: N small phantom cases on C cores.
 
     .venv/bin/python benchmarks/bench_batch.py [--cases 20] [--cores 2] [--registration none]
-                                               [--stages] [--out benchmarks/RESULTS_batch.md]
+                                               [--out benchmarks/RESULTS_batch.md]
 
 Phases, each in a fresh child process (wall time, peak RSS of the largest process):
 
 * ``direct``   the reference: ``a0verify run`` per case, C cases at a time (a process pool,
                no workflow manager) -- what a user would script by hand;
-* ``batch``    ``a0verify batch --pipeline run`` (Snakemake, one ``a0verify run`` job per case,
-               C jobs at a time) -- the overhead of Snakemake itself;
+* ``batch``    ``a0verify batch`` (Snakemake, one ``a0verify run`` job per case, C jobs at a
+               time) -- the overhead of Snakemake itself;
 * ``noop``     the same batch again when every case is done: Snakemake's fixed cost (start-up,
-               DAG, up-to-date checks) with no case work;
-* ``stages``   (with --stages) ``a0verify batch --pipeline stages``: one job per stage.
+               DAG, up-to-date checks) with no case work.
 
 Overhead = wall(phase) / wall(direct) - 1. Cases with ``registration none`` are phantoms whose
 pre and post share one pose (registration is then exact and skipped); with rigid/deformable they
@@ -56,10 +55,9 @@ def _phase(name: str, sheet: Path, out: Path, cores: int, registration: str) -> 
         with ThreadPoolExecutor(max_workers=cores) as pool:
             failures = sum(rc != 0 for rc in pool.map(one, rows))
     else:
-        pipeline = "stages" if name == "stages" else "run"
         rc = subprocess.run(
             [sys.executable, "-m", "a0verify", "batch", str(sheet), "--out", str(out),
-             "--cores", str(cores), "--registration", registration, "--pipeline", pipeline],
+             "--cores", str(cores), "--registration", registration],
             env=env, capture_output=True, check=False).returncode
         failures = sum(1 for ln in (out / "summary.tsv").read_text().splitlines()[1:]
                        if "\tfailed\t" in ln) if (out / "summary.tsv").exists() else -1
@@ -88,7 +86,6 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=20)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--registration", default="none", choices=["none", "rigid", "deformable"])
-    ap.add_argument("--stages", action="store_true", help="also time the stages pipeline")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS_batch.md"))
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--sheet", help=argparse.SUPPRESS)
@@ -101,7 +98,7 @@ def main() -> None:
     from a0verify.batch import write_phantom_cohort
 
     margins = [(-2.0, 2.0, 6.5, 9.0)[i % 4] for i in range(a.cases)]
-    phases = ["direct", "batch", "noop"] + (["stages"] if a.stages else [])
+    phases = ["direct", "batch", "noop"]
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="a0v-bench-batch-") as tmp:
         t0 = time.perf_counter()
@@ -132,8 +129,7 @@ def main() -> None:
     ]
     names = {"direct": "direct `a0verify run` x N (reference)",
              "batch": "`a0verify batch` (Snakemake, run)",
-             "noop": "same batch again, all done (Snakemake's fixed cost)",
-             "stages": "`a0verify batch` (Snakemake, stages)"}
+             "noop": "same batch again, all done (Snakemake's fixed cost)"}
     for ph in phases:
         r = results[ph]
         if ph == "noop":

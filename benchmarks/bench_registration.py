@@ -83,8 +83,12 @@ def _worker(method: str, pair_dir: Path, out: Path, threads: int) -> None:
                         "organ_mask": m.get("automatic_masks", {}).get("organ_mask", {})
                         .get("used", False)}}
         elif method == "baseline":  # the old API (run from the extracted baseline tree)
-            from a0verify.registration import register, set_threads
+            from a0verify.registration import register
 
+            try:  # the baseline's own thread bound
+                from a0verify.registration import set_threads  # type: ignore[attr-defined]
+            except ImportError:
+                from a0verify.parallel import limit_threads as set_threads
             set_threads(threads)
             res = register(post, pre, method="deformable", focus_mask=zone,  # type: ignore[call-arg]
                            moving_exclude_mask=tumor, threads=threads)
@@ -106,9 +110,10 @@ def _worker(method: str, pair_dir: Path, out: Path, threads: int) -> None:
 def _elastix_default(post: Any, pre: Any, threads: int) -> Any:
     import SimpleITK as sitk
 
-    from a0verify.registration import elastix, elastix_backend, set_threads
+    from a0verify.parallel import limit_threads
+    from a0verify.registration import elastix, elastix_backend
 
-    set_threads(threads)
+    limit_threads(threads)
     e = elastix_backend.load()
     po = e.parameter_object()
     po.AddParameterMap(po.GetDefaultParameterMap("rigid"))
@@ -163,10 +168,10 @@ def evaluate(pair_dir: Path, result: Path) -> dict[str, Any]:
 
     from a0verify import verdict
     from a0verify.margin import compute_margin
-    from a0verify.registration import tumor_levelsets_to_post
     from a0verify.registration.roi import dilate, erode
     from a0verify.registration.synthetic import transform_points, tre_stats
     from a0verify.registration.synthetic_pairs import load_pair
+    from a0verify.transfer import tumor_levelsets_to_post
 
     info = json.loads(result.with_suffix(".json").read_text())
     pair = load_pair(pair_dir)

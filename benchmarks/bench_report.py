@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from a0verify.io import write_json_atomic
     from a0verify.margin import compute_margin
-    from a0verify.pipeline import build_report
     from a0verify.report import rerender, write_case_outputs
+    from a0verify.report.model import build_report
     from a0verify.report.slicer import write_segmentation
+    from a0verify.verdict import judge
 
     size = (256, 256, 120) if args.quick else (512, 512, 300)
     case = make_case(size)
@@ -120,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         for rep in ("cold (imports, first EGL context)", "warm"):
             out = Path(tmp) / rep.split()[0]
             out.mkdir()
-            report = build_report(margin, command="run", inputs={"post": None},
+            verdict = judge(((les.id, les.min_margin_mm, les.uncertainty_mm)
+                             for les in margin.lesions), 5.0, 0.5)
+            report = build_report(margin, verdict, command="run", inputs={"post": None},
                                   parameters={"threshold_mm": 5.0}, timings_s={},
-                                  registration=reg.to_dict(), registration_uncertainty_mm=0.5)
+                                  registration=reg.to_dict())
             def job(out: Path = out, report: dict[str, Any] = report) -> dict[str, str]:
                 return write_case_outputs(out, report, margin=margin, ablation=case["ablation"],
                                           tumor_post=case["tumor"], post=case["post"],
-                                          registration=reg)
+                                          qa_images=reg.qa_images)
 
             w, c, m, outputs = measure(job)
             rows.append((f"write_case_outputs, {rep}", w, c, m))

@@ -37,3 +37,13 @@ def shared_data(sub: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared real data not available: {p} is absent")
     return p
+
+
+@pytest.fixture(scope="session")
+def dicom_result(small_case: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A margin result measured on a flipped DICOM post series, exported to DICOM
+    (tests/dicom_helpers.py; needs the `dicom` extra)."""
+    pytest.importorskip("highdicom")
+    from dicom_helpers import make_dicom_result
+
+    return make_dicom_result(small_case, tmp_path_factory.mktemp("dicom_out"))

@@ -16,9 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from a0verify import summary as summ
-from a0verify.batch import ProgressParser, read_sample_sheet, resolve_profile, workflow_root
+from a0verify.batch import ProgressParser, resolve_profile
 from a0verify.cli import main
 from a0verify.errors import InputError
+from a0verify.workflow import read_sample_sheet, workflow_root
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "case_id\tpre\tpost\ttumor\tablation\n"

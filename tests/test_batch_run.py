@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def _batch_cmd(sheet: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "a0verify", "batch", str(sheet), "--out", str(out),
-            "--registration", "none", "--pipeline", "run", *extra]
+            "--registration", "none", *extra]
 
 
 def _summary(out: Path) -> list[dict[str, str]]:
@@ -138,8 +138,9 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     assert not list(out.rglob(".report.*"))  # no temporary leftovers of atomic writes
 
 
-def test_stages_pipeline_with_seeds(tmp_path: Path) -> None:
-    """One job per stage: segment tumour and zone from seeds, margin, report, summary."""
+def test_batch_with_seeds(tmp_path: Path) -> None:
+    """Seeds from the sheet: the case's `a0verify run` job segments tumour and zone, then
+    margin, report; then the summary."""
     sheet, truth = write_phantom_cohort(tmp_path / "cohort", [6.5], moving=False)
     case_dir = tmp_path / "cohort" / "ph000"
     t = json.loads((case_dir / "truth.json").read_text())["lesions"][0]
@@ -150,13 +151,13 @@ def test_stages_pipeline_with_seeds(tmp_path: Path) -> None:
                      f"{tumor_seed}\t{zone_seed}\n")
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "a0verify", "batch", str(sheet), "--out",
-                        str(out), "--registration", "none", "--pipeline", "stages"],
+                        str(out), "--registration", "none"],
                        capture_output=True, text=True, env=_env(), timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    for stage in ("segment_tumor", "segment_ablation", "margin", "report"):
-        assert f"done   ph000: {stage}" in r.stdout
-        assert (out / "logs" / "ph000" / f"{stage}.log").is_file()
-    assert (out / "ph000" / "work" / "ablation_mask.nii.gz").is_file()
+    assert "done   ph000: run_case" in r.stdout
+    assert (out / "logs" / "ph000" / "run.log").is_file()
+    rep = json.loads((out / "ph000" / "report.json").read_text())
+    assert set(rep["segmentation"]) == {"tumor", "ablation"}
     row = _summary(out)[0]
     # seeded segmentation of a clean phantom: verdict right, MAM within a voxel of the truth
     assert row["verdict"] == classify(truth["ph000"], 5.0).verdict

@@ -124,3 +124,54 @@ def test_bad_inputs_exit_2_one_line_no_report(small_case, tmp_path):
     r = CliRunner().invoke(main, ["margin", "--tumor", str(small_case["tumor"]), "--ablation",
                                   str(tmp_path / "empty.nii.gz"), "--out", str(out)])
     _assert_bad(r, out, "empty")
+
+
+def test_margin_with_transform_progress_and_verbosity(tmp_path):
+    """`margin --transform`: the pre-grid tumour is carried by the given transform (a known
+    translation: the MAM equals the aligned case's) and the transform is kept in the result.
+    Stage lines with seconds go to stderr (one per stage), -q prints nothing, -v adds
+    the start of each stage; stdout holds the verdict line and the report path."""
+    from a0verify import geometry
+
+    grid = geometry.make_grid([48, 48, 30], [0.8, 0.8, 1.5])
+    pts = geometry.voxel_centers_lps(grid)
+    shift = np.array([3.0, -2.0, 1.5])  # post point + shift = pre point
+    tum = np.linalg.norm(pts - shift, axis=-1) <= 7.0  # centred at 0 in post space
+    zone = np.linalg.norm(pts, axis=-1) <= 13.0
+    sitk.WriteImage(geometry.array_to_image(tum.astype(np.uint8), grid), str(tmp_path / "t.nrrd"))
+    sitk.WriteImage(geometry.array_to_image(zone.astype(np.uint8), grid), str(tmp_path / "a.nrrd"))
+    sitk.WriteTransform(sitk.TranslationTransform(3, shift.tolist()), str(tmp_path / "tx.h5"))
+    runner = CliRunner()
+    base = ["margin", "--tumor", str(tmp_path / "t.nrrd"), "--ablation", str(tmp_path / "a.nrrd"),
+            "--transform", str(tmp_path / "tx.h5")]
+    r = runner.invoke(main, [*base, "--out", str(tmp_path / "o")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["min_margin_mm"] == pytest.approx(6.0, abs=0.5)
+    back = sitk.ReadTransform(str(tmp_path / "o" / rep["outputs"]["registration_transform"]))
+    np.testing.assert_allclose(back.TransformPoint((0.0, 0.0, 0.0)), shift)
+    stages = [ln for ln in r.stderr.splitlines() if ln.startswith("a0verify: ")]
+    assert [ln.split()[1] for ln in stages] == ["read", "transfer", "margin", "write"]
+    assert all(ln.rstrip().endswith(" s") for ln in stages)
+    assert r.stdout.startswith("verdict ") and "report:" in r.stdout
+    q = runner.invoke(main, [*base, "--out", str(tmp_path / "q"), "-q"])
+    assert q.exit_code == 0 and q.stderr == "" and q.stdout == ""
+    v = runner.invoke(main, [*base, "--out", str(tmp_path / "v"), "-v"])
+    assert v.exit_code == 0
+    assert "a0verify: read inputs ..." in v.stderr
+    both = runner.invoke(main, [*base, "--out", str(tmp_path / "b"), "-q", "-v"])
+    assert both.exit_code == 2 and not (tmp_path / "b" / "report.json").exists()
+
+
+def test_aborted_command_exits_130_not_1(monkeypatch, tmp_path):
+    """An interrupted command exits 130, never 1 (1 is reserved for --fail-unless-a0)."""
+    import a0verify.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "margin_case", interrupted)
+    r = CliRunner().invoke(main, ["margin", "--tumor", "t", "--ablation", "a", "--out",
+                                  str(tmp_path / "o")])
+    assert r.exit_code == 130
+    assert "interrupted" in r.stderr

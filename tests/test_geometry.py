@@ -116,3 +116,12 @@ def test_nonzero_index_box_matches_np_nonzero(dtype: Any) -> None:
         assert box.hi_zyx == tuple(int(v.max()) + 1 for v in nz)
         assert np.count_nonzero(a[box.slices]) == np.count_nonzero(a)
     assert geometry.nonzero_index_box(np.zeros((0, 3, 3), dtype)) is None
+
+
+def test_box_of_crop_round_trip_oblique() -> None:
+    """A crop's index box in its parent is the box it was cropped with (oblique grid)."""
+    grid = geometry.make_grid([30, 20, 10], [0.8, 0.9, 2.5],
+                              geometry.rotation_matrix([10.0, -20.0, 35.0]), (4.0, -3.0, 7.0))
+    box = geometry.IndexBox((2, 5, 7), (9, 15, 22))
+    sub = geometry.crop(grid, box)
+    assert geometry.box_of_crop(grid, sub) == box

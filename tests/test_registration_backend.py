@@ -79,8 +79,9 @@ _SMALL_RUN = """
 import json
 import SimpleITK as sitk
 from a0verify.phantom import PhantomSpec, make_phantom
-from a0verify.registration import elastix, elastix_backend, initial, roi, set_threads
-set_threads(1)
+from a0verify import parallel
+from a0verify.registration import elastix, elastix_backend, initial, roi
+parallel.limit_threads(1)
 case = make_phantom(PhantomSpec(seed=2))
 f, m = initial.prepare(case.post), initial.prepare(case.pre)
 zone = sitk.Cast(case.ablation, sitk.sitkUInt8)

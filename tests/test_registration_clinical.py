@@ -23,12 +23,12 @@ from a0verify.registration import (
     RegistrationMasks,
     RegistrationSettings,
     register,
-    tumor_levelsets_to_post,
 )
 from a0verify.registration.roi import dilate
 from a0verify.registration.synthetic import transform_points, tre_stats
 from a0verify.registration.synthetic_pairs import ClinicalPair, load_pair, make_pair, save_pair
 from a0verify.registration.synthetic_sets import load_source, make_spec, pair_set
+from a0verify.transfer import tumor_levelsets_to_post
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "hcc048").is_dir(),

@@ -52,7 +52,7 @@ def test_testdata_batch_through_slurm(slurm_cluster: None, tmp_path: Path) -> No
     env = {**os.environ, "MPLBACKEND": "Agg",
            "NUMBA_CACHE_DIR": str(REPO / ".cache" / "numba")}
     cmd = [sys.executable, "-m", "a0verify", "batch", "testdata/cases.tsv", "--out", str(out),
-           "--profile", "slurm", "--registration", "none", "--pipeline", "run"]
+           "--profile", "slurm", "--registration", "none"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=1500)
     log = max((out / "logs").glob("batch-*.log")).read_text()
     assert r.returncode == 0, r.stdout + r.stderr + log[-4000:]

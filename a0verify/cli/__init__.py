@@ -3,8 +3,9 @@
 Each command lives in its own module under ``a0verify.cli`` and is imported lazily, so
 ``a0verify --help`` stays fast (``import itk`` alone takes seconds).
 
-Exit codes: see :mod:`a0verify.errors` (0 ran, 1 not A0 with ``--fail-unless-a0``, 2 bad input,
-3 registration failed, 4 segmentation failed, 5 batch had failed cases, 70 internal error).
+Exit codes: see :mod:`a0verify.errors` (0 ran, 1 not A0 with ``--fail-unless-a0`` and nothing
+else, 2 bad input, 3 registration failed, 4 segmentation failed, 5 batch had failed cases,
+6 send to PACS failed, 70 internal error, 130 interrupted or aborted).
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import sys
 import traceback
 from typing import Any
 
 import click
 
 from a0verify import __version__
-from a0verify.errors import EXIT_INTERNAL, A0Error
+from a0verify.errors import EXIT_ABORTED, EXIT_INTERNAL, A0Error
 
 # command name -> "module:function" (module relative to a0verify.cli)
 COMMANDS: dict[str, str] = {
@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "batch": "batch_cmd:batch",
     "inspect": "inspect_cmd:inspect_cmd",
     "doctor": "run_cmd:doctor",
+    "export-dicom": "export_dicom_cmd:export_dicom",
+    "send": "send_cmd:send",
 }
 
 EPILOG = """\b
@@ -43,7 +45,9 @@ Exit codes:
   3   registration failed
   4   segmentation failed
   5   batch finished with failed cases
+  6   send: the PACS node did not store every file
   70  internal error (re-run with A0VERIFY_DEBUG=1 for a traceback)
+  130 interrupted or aborted (nothing looks finished)
 """
 
 
@@ -73,11 +77,11 @@ class LazyGroup(click.Group):
         except A0Error as exc:
             click.echo(f"a0verify: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, click.ClickException):
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, click.exceptions.Abort):
             click.echo("a0verify: interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(EXIT_ABORTED)
         except MemoryError:
             click.echo("a0verify: error: out of memory", err=True)
             ctx.exit(EXIT_INTERNAL)
@@ -101,16 +105,6 @@ def main() -> None:
 
 
 def entry() -> None:
-    """Console-script entry point (``a0verify``): run the CLI, then exempt the objects that exist
-    at exit from the interpreter's final garbage-collection passes (``gc.freeze``; about 0.3 s
-    less per process once Numba is loaded). Every output is written and closed by then."""
-    import gc
+    """Console-script entry point (``a0verify``)."""
+    main()
 
-    try:
-        main()
-    finally:
-        gc.freeze()
-
-
-def _entry() -> None:  # pragma: no cover - convenience for python -m
-    sys.exit(main())

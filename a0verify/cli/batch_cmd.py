@@ -23,19 +23,18 @@ from a0verify.errors import BatchError
 @click.option("--registration", type=click.Choice(["none", "rigid", "deformable"]),
               default=None, help="Registration method (default deformable; a sheet column "
                                  "overrides it per case).")
-@click.option("--pipeline", type=click.Choice(["auto", "stages", "run"]), default=None,
-              help="stages: one job per stage; run: one `a0verify run` job per case.")
 @click.option("--base-dir", type=click.Path(file_okay=False), default=None,
               help="Directory relative paths in the sheet are resolved against "
                    "(default: the current directory).")
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would run, run nothing.")
 @click.option("--verbose", "-v", is_flag=True, help="Show Snakemake's own output.")
 def batch(cases: str, out: str, cores: int, profile: str | None, threshold_mm: float | None,
-          registration: str | None, pipeline: str | None, base_dir: str | None,
+          registration: str | None, base_dir: str | None,
           dry_run: bool, verbose: bool) -> None:
     """Run every case of CASES.tsv (columns case_id, pre, post, tumor | tumor_seed,
-    ablation | ablation_seed [, threshold_mm, registration]; seeds X,Y,Z in LPS mm, several
-    ablation seeds separated by ';').
+    ablation | ablation_seed [, liver, threshold_mm, registration]; seeds X,Y,Z in LPS mm,
+    several ablation seeds separated by ';') through the Snakemake workflow: one
+    `a0verify run` job per case (needs the `batch` extra: pip install 'a0verify[batch]').
 
     A failed case does not stop the others; it is listed with its reason in DIR/summary.tsv
     and DIR/summary.html and the command exits with code 5. Run the same command again to
@@ -44,7 +43,7 @@ def batch(cases: str, out: str, cores: int, profile: str | None, threshold_mm: f
     from a0verify.batch import run_batch
 
     res = run_batch(cases, out, cores=cores, profile=profile, base_dir=base_dir,
-                    threshold_mm=threshold_mm, registration=registration, pipeline=pipeline,
+                    threshold_mm=threshold_mm, registration=registration,
                     dry_run=dry_run, echo=click.echo, verbose=verbose)
     if dry_run:
         click.echo(f"dry run: snakemake exited with code {res.snakemake_returncode} "

@@ -31,3 +31,22 @@ SEED = SeedType()
 threads_option = click.option(
     "--threads", type=click.IntRange(1, 256), default=None,
     help="Bound elastix, SimpleITK and Numba threads (default: all cores).")
+
+
+def verbosity_options(fn: Any) -> Any:
+    """``-q/--quiet`` (print nothing on success) and ``-v/--verbose`` (stage details); the
+    command receives ``quiet`` and ``verbose`` (see :func:`progress_for`)."""
+    fn = click.option("--verbose", "-v", "verbose", is_flag=True,
+                      help="Also print when each stage starts and its details (stderr).")(fn)
+    fn = click.option("--quiet", "-q", "quiet", is_flag=True,
+                      help="Print nothing on success (errors still go to stderr).")(fn)
+    return fn
+
+
+def progress_for(quiet: bool, verbose: bool) -> Any:
+    """The :class:`a0verify.progress.Progress` reporter for ``-q``/``-v``."""
+    from a0verify.progress import NORMAL, QUIET, VERBOSE, Progress
+
+    if quiet and verbose:
+        raise click.UsageError("give at most one of -q/--quiet and -v/--verbose")
+    return Progress(QUIET if quiet else VERBOSE if verbose else NORMAL)

@@ -7,10 +7,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from a0verify.cli.options import SEED, threads_option
+from a0verify.cli.export_dicom_cmd import after_run, check_dicom_options, dicom_options
+from a0verify.cli.options import SEED, progress_for, threads_option, verbosity_options
 from a0verify.errors import EXIT_NOT_A0
 
 _fail_option = click.option(
@@ -19,17 +21,45 @@ _fail_option = click.option(
 _threshold_option = click.option(
     "--threshold", "threshold_mm", type=float, default=5.0, show_default=True,
     help="Required minimal ablative margin in mm.")
-_quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
+_structure_options = [
+    click.option("--tumor-structure", "tumor_structures", multiple=True, metavar="NAME",
+                 help="ROI of an RT Structure Set given as --tumor (repeat: one lesion each)."),
+    click.option("--ablation-structure", "ablation_structures", multiple=True, metavar="NAME",
+                 help="ROI of an RT Structure Set given as --ablation."),
+]
 
 
-def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
-    from a0verify.pipeline import CaseResult, lesion_point_summary
+def _structure_option(f: Any) -> Any:
+    for opt in reversed(_structure_options):
+        f = opt(f)
+    return f
+
+
+def _conclude(result: object, progress: Any, fail_unless_a0: bool, *, post: str | None,
+              anonymize: bool, dicom_out: bool, node: Any, calling_aet: str) -> None:
+    """Summary lines, then the DICOM export / send when asked, then the QA exit code."""
+    from a0verify.pipeline import CaseResult
+    from a0verify.progress import NORMAL
 
     assert isinstance(result, CaseResult)
-    if not quiet:
-        click.echo(lesion_point_summary(result.report))
+    _summarise(result, progress, False)
+    after_run(result.out_dir, post=post, anonymize=anonymize, dicom_out=dicom_out, node=node,
+              calling_aet=calling_aet, quiet=progress.level < NORMAL)
+    if fail_unless_a0 and result.verdict != "A0":
+        sys.exit(EXIT_NOT_A0)
+
+
+def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
+    """The verdict line and the report's path on stdout (unless ``-q``), warnings on stderr;
+    exit 1 for a verdict other than A0 with ``--fail-unless-a0``."""
+    from a0verify.pipeline import CaseResult, lesion_point_summary
+    from a0verify.progress import NORMAL
+
+    assert isinstance(result, CaseResult)
+    if progress.level >= NORMAL:
         for w in result.report["warnings"]:
-            click.echo(f"warning: {w}")
+            click.echo(f"a0verify: warning: {w}", err=True)
+        click.echo(lesion_point_summary(result.report))
         click.echo(f"report: {result.out_dir / 'report.html'}")
     if fail_unless_a0 and result.verdict != "A0":
         sys.exit(EXIT_NOT_A0)
@@ -57,21 +87,37 @@ def _summarise(result: object, quiet: bool, fail_unless_a0: bool) -> None:
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
 @threads_option
+@_structure_option
+@dicom_options
 @_fail_option
-@_quiet_option
+@verbosity_options
 def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: str | None,
         ablation_seeds: tuple, liver: str | None, pre_series: str | None,
-        post_series: str | None, out: str, threshold_mm: float,
-        registration: str, threads: int | None, fail_unless_a0: bool, quiet: bool) -> None:
-    """Register PRE onto POST, carry the tumour over, compute the margin, verdict and report."""
+        post_series: str | None, out: str, threshold_mm: float, registration: str,
+        threads: int | None, tumor_structures: tuple[str, ...],
+        ablation_structures: tuple[str, ...], dicom_out: bool, send_to: str | None,
+        calling_aet: str, anonymize: bool, fail_unless_a0: bool, quiet: bool,
+        verbose: bool) -> None:
+    """Register PRE onto POST, carry the tumour over, compute the margin, verdict and report.
+
+    Masks may be label maps, DICOM SEG or RT Structure Sets (rasterised onto PRE / POST).
+    With --dicom-out / --send the results also go to OUT/dicom / a PACS node.
+    Stage lines with their seconds go to stderr (-q: none, -v: more detail); the verdict line
+    and the report's path go to stdout.
+    """
     from a0verify.pipeline import run_case
 
+    progress = progress_for(quiet, verbose)
+    node = check_dicom_options(dicom_out, send_to)
     res = run_case(pre, post, out, tumor_path=tumor, ablation_path=ablation,
                    ablation_seeds=list(ablation_seeds), tumor_seeds=list(tumor_seeds),
                    liver_path=liver, threshold_mm=threshold_mm,
                    registration_method=registration, threads=threads,
-                   pre_series=pre_series, post_series=post_series)
-    _summarise(res, quiet, fail_unless_a0)
+                   pre_series=pre_series, post_series=post_series, progress=progress,
+                   anonymize=anonymize, tumor_structures=tumor_structures,
+                   ablation_structures=ablation_structures)
+    _conclude(res, progress, fail_unless_a0, post=post, anonymize=anonymize,
+              dicom_out=dicom_out, node=node, calling_aet=calling_aet)
 
 
 @click.command()
@@ -86,18 +132,28 @@ def run(pre: str, post: str, tumor: str | None, tumor_seeds: tuple, ablation: st
               help="Registration record from `a0verify register` (QA, uncertainty).")
 @click.option("--post", "post", metavar="IMG", help="Post CT, only as the figures' background.")
 @_threshold_option
+@_structure_option
+@dicom_options
 @_fail_option
-@_quiet_option
+@verbosity_options
 def margin(tumor: str, ablation: str, out: str, transform: str | None,
            registration_json: str | None, post: str | None, threshold_mm: float,
-           fail_unless_a0: bool, quiet: bool) -> None:
+           tumor_structures: tuple[str, ...], ablation_structures: tuple[str, ...],
+           dicom_out: bool, send_to: str | None, calling_aet: str, anonymize: bool,
+           fail_unless_a0: bool, quiet: bool, verbose: bool) -> None:
     """Margin of a tumour and an ablation zone: masks aligned in physical space (any grids), or
-    a pre-grid tumour carried over with --transform."""
+    a pre-grid tumour carried over with --transform. RT Structure Sets are rasterised onto
+    --post (or the ablation mask's grid)."""
     from a0verify.pipeline import margin_case
 
+    progress = progress_for(quiet, verbose)
+    node = check_dicom_options(dicom_out, send_to)
     res = margin_case(tumor, ablation, out, threshold_mm=threshold_mm, transform_path=transform,
-                      registration_json=registration_json, post_path=post)
-    _summarise(res, quiet, fail_unless_a0)
+                      registration_json=registration_json, post_path=post, progress=progress,
+                      anonymize=anonymize, tumor_structures=tumor_structures,
+                      ablation_structures=ablation_structures)
+    _conclude(res, progress, fail_unless_a0, post=post, anonymize=anonymize,
+              dicom_out=dicom_out, node=node, calling_aet=calling_aet)
 
 
 @click.command()
@@ -108,12 +164,19 @@ def margin(tumor: str, ablation: str, out: str, transform: str | None,
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
 @threads_option
-def demo(out: str, margin_mm: float, registration: str, threads: int | None) -> None:
-    """Make a synthetic case with known truth and run the whole pipeline on it."""
+@dicom_options
+@verbosity_options
+def demo(out: str, margin_mm: float, registration: str, threads: int | None, dicom_out: bool,
+         send_to: str | None, calling_aet: str, anonymize: bool, quiet: bool,
+         verbose: bool) -> None:
+    """Make a synthetic case with known truth and run the whole pipeline on it (with
+    --dicom-out / --send also its DICOM outputs)."""
     from a0verify import phantom
     from a0verify.pipeline import lesion_point_summary, run_case
     from a0verify.verdict import classify
 
+    progress = progress_for(quiet, verbose)
+    node = check_dicom_options(dicom_out, send_to)
     t0 = time.perf_counter()
     out_dir = Path(out)
     case_dir = out_dir / "case"
@@ -127,9 +190,11 @@ def demo(out: str, margin_mm: float, registration: str, threads: int | None) -> 
                f"{classify(case.min_mam_mm, 5.0).verdict})")
     res = run_case(paths["pre"], paths["post"], out_dir / "result", tumor_path=paths["tumor"],
                    ablation_path=paths["ablation"], registration_method=registration,
-                   threads=threads)
+                   threads=threads, progress=progress, anonymize=anonymize)
     click.echo(lesion_point_summary(res.report))
     click.echo(f"error against truth: {res.report['min_margin_mm'] - case.min_mam_mm:+.2f} mm")
+    after_run(res.out_dir, post=str(paths["post"]), anonymize=anonymize, dicom_out=dicom_out,
+              node=node, calling_aet=calling_aet, quiet=False)
     click.echo(f"report: {res.out_dir / 'report.html'}  ({time.perf_counter() - t0:.0f} s)")
 
 
@@ -174,28 +239,64 @@ def phantom(out: str, spacing: str, size: str, direction: str, margins: tuple[fl
 
 @click.command()
 def doctor() -> None:
-    """Check the installation: imports, elastix, offscreen rendering, Numba cache."""
+    """Check the installation: imports, elastix, off-screen rendering, Numba cache, and the
+    margin pipeline on a small synthetic case. Exit 0 when healthy, 70 otherwise."""
     import importlib
+    import os
 
     ok = True
-    for mod in ("SimpleITK", "numpy", "scipy", "skimage", "numba", "itk", "pyvista", "jinja2",
-                "snakemake"):
+
+    def report(good: bool, what: str, detail: str = "") -> None:
+        nonlocal ok
+        ok = ok and good
+        click.echo(f"{'ok  ' if good else 'FAIL'}  {what}{(' ' + detail) if detail else ''}")
+
+    for mod in ("SimpleITK", "numpy", "scipy", "skimage", "numba", "pyvista", "jinja2"):
         try:
             m = importlib.import_module(mod)
-            click.echo(f"ok    {mod} {getattr(m, '__version__', '')}")
+            report(True, mod, getattr(m, "__version__", ""))
         except Exception as exc:  # report every failure, keep going
-            ok = False
-            click.echo(f"FAIL  {mod}: {exc}")
+            report(False, mod, str(exc))
+    for mod, extra in (("snakemake", "batch"), ("highdicom", "dicom")):
+        if importlib.util.find_spec(mod) is None:
+            click.echo(f"--    {mod} not installed (optional: pip install 'a0verify[{extra}]')")
+        else:
+            report(True, mod)
+    try:
+        from a0verify.registration import elastix_backend
+
+        t0 = time.perf_counter()
+        elastix_backend.load()
+        report(True, "itk-elastix", f"(classes loaded in {time.perf_counter() - t0:.1f} s)")
+    except Exception as exc:
+        report(False, "itk-elastix", str(exc))
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    if cache and not os.access(Path(cache).parent if not Path(cache).exists() else cache,
+                               os.W_OK):
+        report(False, "Numba cache", f"NUMBA_CACHE_DIR={cache} is not writable")
+    else:
+        report(True, "Numba cache", f"({cache or 'next to the package'}; the first run "
+                                    "compiles the kernels, ~20 s)")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             from a0verify import phantom as ph
             from a0verify.pipeline import margin_case
 
-            case = ph.make_phantom(ph.PhantomSpec(size=[120, 100, 24]))
+            # pre and post in one pose: the masks are aligned, as `a0verify margin` expects
+            spec = ph.PhantomSpec(
+                size=[120, 100, 24], center_lps=[0.0, 5.0, 0.0], rotation_deg=[0.0, 0.0, 0.0],
+                translation_mm=[0.0, 0.0, 0.0], deformation_mm=0.0,
+                lesions=[ph.LesionSpec(center_lps=[0.0, 5.0, 0.0], radius_mm=8.0,
+                                       target_margin_mm=6.0)])
+            case = ph.make_phantom(spec)
             p = ph.write_case(case, tmp)
-            r = margin_case(p["tumor"], p["ablation"], Path(tmp) / "out")
-            click.echo(f"ok    margin pipeline (MAM {r.report['min_margin_mm']:.2f} mm)")
+            r = margin_case(p["tumor"], p["ablation"], Path(tmp) / "out", post_path=p["post"])
+            figs = [k for k in r.report["outputs"] if k.startswith("figure_render")]
+            err = r.report["min_margin_mm"] - case.min_mam_mm
+            report(abs(err) < 0.5, "margin pipeline",
+                   f"(MAM {r.report['min_margin_mm']:.2f} mm, truth {case.min_mam_mm:.2f} mm)")
+            report(bool(figs), "off-screen 3-D rendering",
+                   "" if figs else "(no 3-D view was rendered)")
         except Exception as exc:
-            ok = False
-            click.echo(f"FAIL  margin pipeline: {exc}")
+            report(False, "margin pipeline", f"{type(exc).__name__}: {exc}")
     sys.exit(0 if ok else 70)

@@ -17,6 +17,9 @@ slice (or, for Enhanced multi-frame objects, of every frame's functional groups)
 
 Warnings are appended to a caller-supplied list (no logging, no printing). No patient identifiers
 (names, IDs, dates) are put into warnings or error messages.
+
+Long module: one format, read end to end (scan a directory, choose the series, assemble and
+check the volume, multi-frame files, DICOM SEG detection); its parts share the header model.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Plane:
     position: FloatArray  # ImagePositionPatient, LPS mm (centre of the first voxel)
     orientation: FloatArray  # (6,) row direction cosines then column direction cosines
     pixel_spacing: tuple[float, float]  # (row spacing, column spacing) mm, as in DICOM
+    sop_instance_uid: str = ""  # of the file holding the plane
 
 
 @dataclass
@@ -276,7 +280,8 @@ def scan_dicom_dir(path: str | Path) -> list[SeriesInfo]:
             ps = _floats(ds.get("PixelSpacing"), 2) if "PixelSpacing" in ds else None
             if pos is None or ori is None or ps is None:
                 continue
-            info.planes.append(Plane(f, 0, pos, ori, (float(ps[0]), float(ps[1]))))
+            info.planes.append(Plane(f, 0, pos, ori, (float(ps[0]), float(ps[1])),
+                                     str(ds.get("SOPInstanceUID", "") or "")))
     if not series:
         raise InputError(f"{root}: directory contains no DICOM files")
     return sorted(series.values(), key=lambda s: (-s.n_slices, s.uid))
@@ -488,6 +493,20 @@ def read_dicom_file(path: str | Path, warnings: list[str] | None = None) -> sitk
     return assemble_volume(planes, p, warnings)
 
 
+def sop_class_of(path: str | Path) -> str | None:
+    """SOPClassUID of a DICOM file ("" when it has none); None when not a readable DICOM file."""
+    if not looks_like_dicom(path):
+        return None
+    import pydicom
+
+    with _quiet():
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        except Exception:  # pydicom raises many types for broken files
+            return None
+    return str(ds.get("SOPClassUID", ""))
+
+
 def looks_like_dicom(path: str | Path) -> bool:
     """True when the file starts with a DICOM preamble ('DICM' at byte 128)."""
     try:
@@ -496,3 +515,66 @@ def looks_like_dicom(path: str | Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_dicom_seg(path: str | Path) -> bool:
+    """True when ``path`` is a DICOM file of a Segmentation SOP class."""
+    return sop_class_of(path) in SEG_STORAGE
+
+
+#: header keywords that identify the patient or study (shown on the report page, removed by
+#: ``--anonymize``); mapped to the snake_case keys of :func:`series_identity` records
+IDENTITY_KEYWORDS = {
+    "PatientName": "patient_name", "PatientID": "patient_id",
+    "PatientBirthDate": "patient_birth_date", "PatientSex": "patient_sex",
+    "StudyDate": "study_date", "StudyTime": "study_time", "StudyDescription": "study_description",
+    "AccessionNumber": "accession_number", "StudyID": "study_id",
+    "SeriesDescription": "series_description",
+}
+
+
+def series_identity(path: str | Path, series_uid: str | None = None) -> dict[str, Any] | None:
+    """Identity record of the series that :func:`a0verify.io.read_image` reads from ``path``
+    (a DICOM directory, with ``series_uid`` as there, or a multi-frame DICOM file); None when
+    ``path`` is not DICOM.
+
+    Keys: ``study_instance_uid``, ``series_instance_uid``, ``frame_of_reference_uid``,
+    ``sop_class_uid``, ``sop_instance_uids`` (in slice order along the normal), ``modality``,
+    ``series_number``, and the patient/study fields of :data:`IDENTITY_KEYWORDS` (strings, ""
+    when absent). These are patient identifiers: callers decide whether to keep them.
+    """
+    import pydicom
+
+    p = Path(path)
+    if p.is_dir():
+        chosen = choose_series(scan_dicom_dir(p), series_uid, path=p)
+        planes = chosen.planes
+        files = chosen.files
+    elif p.is_file() and looks_like_dicom(p):
+        files = [p]
+        with _quiet():
+            head = pydicom.dcmread(p, stop_before_pixels=True)
+        planes = _frame_planes(head, p) if int(head.get("NumberOfFrames", 1) or 1) > 1 else []
+    else:
+        return None
+    order = [int(i) for i in np.argsort(_normal_coords(planes), kind="stable")] if planes else []
+    ordered_files = list(dict.fromkeys([planes[i].path for i in order] or files))
+    known = {pl.path: pl.sop_instance_uid for pl in planes if pl.sop_instance_uid}
+    with _quiet():
+        head = pydicom.dcmread(ordered_files[0], stop_before_pixels=True)
+        uids = [known.get(f) or str(pydicom.dcmread(
+            f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).get("SOPInstanceUID", ""))
+            for f in ordered_files]
+    rec: dict[str, Any] = {
+        "study_instance_uid": str(head.get("StudyInstanceUID", "") or ""),
+        "series_instance_uid": str(head.get("SeriesInstanceUID", "") or ""),
+        "frame_of_reference_uid": str(head.get("FrameOfReferenceUID", "") or ""),
+        "sop_class_uid": str(head.get("SOPClassUID", "") or ""),
+        "sop_instance_uids": uids,
+        "modality": str(head.get("Modality", "") or ""),
+        "series_number": int(head.SeriesNumber) if str(head.get("SeriesNumber", "")).strip()
+        .lstrip("-").isdigit() else None,
+    }
+    for kw, key in IDENTITY_KEYWORDS.items():
+        rec[key] = _printable(str(head.get(kw, "") or ""))
+    return rec

@@ -13,10 +13,8 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import SimpleITK as sitk
 
 from a0verify.errors import InputError
@@ -91,13 +89,11 @@ def read_image(path: str | os.PathLike[str], *, what: str = "image",
 
 
 def _read_file(p: Path, what: str, warnings: list[str] | None) -> sitk.Image:
-    from a0verify.io.dicom import looks_like_dicom, read_dicom_file
+    from a0verify.io.dicom import is_dicom_seg, looks_like_dicom, read_dicom_file
 
     if p.stat().st_size == 0:
         raise InputError(f"{p}: {what} file is empty (0 bytes)")
     if looks_like_dicom(p):
-        from a0verify.io.masks import is_dicom_seg
-
         if is_dicom_seg(p):
             raise InputError(f"{p}: {what} is a DICOM Segmentation, not an image "
                              "(give it as a mask)")
@@ -131,57 +127,6 @@ def check_volume(img: sitk.Image, p: Path, what: str) -> None:
         arr = sitk.GetArrayViewFromImage(img)
         if not np.all(np.isfinite(arr)):
             raise InputError(f"{p}: {what} contains non-finite voxel values (NaN or Inf)")
-
-
-def read_mask(path: str | os.PathLike[str], *, what: str = "mask",
-              warnings: list[str] | None = None,
-              reference: sitk.Image | None = None) -> sitk.Image:
-    """Read a label mask as UInt16 (labels kept; 0 = background) from a label map (NIfTI, NRRD,
-    MHA), a 3D Slicer ``.seg.nrrd``, a DICOM SEG file or a directory holding one.
-
-    With ``reference``, the mask is checked against that image in physical space and put on its
-    grid (:func:`a0verify.io.masks.align_mask`). Raises InputError when empty (before or after
-    alignment), not a label image, or not overlapping ``reference``.
-    """
-    from a0verify.io.masks import align_mask, read_mask_with_segments
-
-    out, _ = read_mask_with_segments(path, what=what, warnings=warnings)
-    if reference is not None:
-        out = align_mask(out, reference, what=what, path=path, warnings=warnings)
-    return out
-
-
-def nonzero_crop(arr: npt.NDArray[Any]) -> npt.NDArray[Any] | None:
-    """View of ``arr`` (z, y, x) inside the tight box of its nonzero voxels; None when every
-    voxel is zero (see :func:`a0verify.geometry.nonzero_index_box`)."""
-    from a0verify import geometry
-
-    box = geometry.nonzero_index_box(arr)
-    return None if box is None else arr[box.slices]
-
-
-def labels_from_image(img: sitk.Image, path: str | os.PathLike[str], what: str) -> sitk.Image:
-    """Validate a label image (integers >= 0, <= 65535, not empty) and cast it to UInt16.
-
-    The checks only look inside the nonzero box (every voxel outside it is 0, a valid label)."""
-    arr = sitk.GetArrayViewFromImage(img)
-    crop = nonzero_crop(arr)
-    if crop is None:
-        raise InputError(f"{path}: {what} is empty (no nonzero voxels)")
-    if np.issubdtype(crop.dtype, np.floating):
-        if np.any(crop < 0) or np.any(np.abs(crop - np.round(crop)) > 1e-3):
-            raise InputError(f"{path}: {what} is not a label image "
-                             "(non-integer or negative values)")
-    elif np.issubdtype(crop.dtype, np.signedinteger) and np.any(crop < 0):
-        raise InputError(f"{path}: {what} has negative labels")
-    if crop.max() > 65535:
-        raise InputError(f"{path}: {what} has labels above 65535")
-    if np.issubdtype(crop.dtype, np.floating) and not np.any(np.round(crop)):
-        raise InputError(f"{path}: {what} is empty (no nonzero voxels)")
-    if img.GetPixelID() == sitk.sitkUInt16:
-        return img
-    return sitk.Cast(sitk.Round(img) if np.issubdtype(arr.dtype, np.floating) else img,
-                     sitk.sitkUInt16)
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike[str], compress: bool = True) -> Path:

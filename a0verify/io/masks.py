@@ -19,7 +19,8 @@ import SimpleITK as sitk
 
 from a0verify import geometry
 from a0verify.errors import InputError
-from a0verify.io.dicom import SEG_STORAGE, _floats, _normal, _quiet, looks_like_dicom
+from a0verify.io.dicom import SEG_STORAGE, _floats, _normal, _quiet, is_dicom_seg
+from a0verify.io.images import check_volume, read_image
 from a0verify.io.rawcheck import native_stderr_captured
 
 
@@ -210,20 +211,6 @@ def read_dicom_seg(path: str | Path, warnings: list[str] | None = None
     return img, infos
 
 
-def is_dicom_seg(path: str | Path) -> bool:
-    """True when ``path`` is a DICOM file of a Segmentation SOP class."""
-    if not looks_like_dicom(path):
-        return False
-    import pydicom
-
-    with _quiet():
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-        except Exception:
-            return False
-    return str(ds.get("SOPClassUID", "")) in SEG_STORAGE
-
-
 # ----------------------------------------------------------------------------------------------
 # alignment
 
@@ -334,8 +321,6 @@ def read_mask_with_segments(path: str | os.PathLike[str], *, what: str = "mask",
     DICOM SEG (or a DICOM image series used as a label map). Raises InputError naming the file
     when it is missing, unreadable, not 3-D, not a label image or empty.
     """
-    from a0verify.io.images import labels_from_image, nonzero_crop, read_image
-
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: {what} file does not exist")
@@ -357,7 +342,7 @@ def read_mask_with_segments(path: str | os.PathLike[str], *, what: str = "mask",
     if img.GetDimension() != 3 or min(img.GetSize()) < 1:
         raise InputError(f"{p}: {what} is not a 3-D volume")
     out = labels_from_image(img, p, what)
-    crop = nonzero_crop(sitk.GetArrayViewFromImage(out))
+    crop = _nonzero_crop(sitk.GetArrayViewFromImage(out))
     present = set() if crop is None else {int(v) for v in np.unique(crop) if v}
     if infos is None:
         infos = [SegmentInfo(v, f"label {v}") for v in sorted(present)]
@@ -368,8 +353,6 @@ def read_mask_with_segments(path: str | os.PathLike[str], *, what: str = "mask",
 
 def _read_raw_mask(p: Path, what: str, warnings: list[str] | None) -> sitk.Image:
     """Read a non-DICOM-SEG mask without the scalar check (Slicer files may have layers)."""
-    from a0verify.io.images import check_volume, read_image
-
     if p.is_dir() or not str(p).lower().endswith(".nrrd"):
         return read_image(p, what=what, warnings=warnings)
     try:
@@ -383,3 +366,50 @@ def _read_raw_mask(p: Path, what: str, warnings: list[str] | None) -> sitk.Image
         return img
     check_volume(img, p, what)  # the checks read_image would make (no NIfTI header here)
     return img
+
+
+def read_mask(path: str | os.PathLike[str], *, what: str = "mask",
+              warnings: list[str] | None = None,
+              reference: sitk.Image | None = None) -> sitk.Image:
+    """Read a label mask as UInt16 (labels kept; 0 = background) from a label map (NIfTI, NRRD,
+    MHA), a 3D Slicer ``.seg.nrrd``, a DICOM SEG file or a directory holding one.
+
+    With ``reference``, the mask is checked against that image in physical space and put on its
+    grid (:func:`a0verify.io.masks.align_mask`). Raises InputError when empty (before or after
+    alignment), not a label image, or not overlapping ``reference``.
+    """
+    out, _ = read_mask_with_segments(path, what=what, warnings=warnings)
+    if reference is not None:
+        out = align_mask(out, reference, what=what, path=path, warnings=warnings)
+    return out
+
+
+def _nonzero_crop(arr: npt.NDArray[Any]) -> npt.NDArray[Any] | None:
+    """View of ``arr`` (z, y, x) inside the tight box of its nonzero voxels; None when every
+    voxel is zero."""
+    box = geometry.nonzero_index_box(arr)
+    return None if box is None else arr[box.slices]
+
+
+def labels_from_image(img: sitk.Image, path: str | os.PathLike[str], what: str) -> sitk.Image:
+    """Validate a label image (integers >= 0, <= 65535, not empty) and cast it to UInt16.
+
+    The checks only look inside the nonzero box (every voxel outside it is 0, a valid label)."""
+    arr = sitk.GetArrayViewFromImage(img)
+    crop = _nonzero_crop(arr)
+    if crop is None:
+        raise InputError(f"{path}: {what} is empty (no nonzero voxels)")
+    if np.issubdtype(crop.dtype, np.floating):
+        if np.any(crop < 0) or np.any(np.abs(crop - np.round(crop)) > 1e-3):
+            raise InputError(f"{path}: {what} is not a label image "
+                             "(non-integer or negative values)")
+    elif np.issubdtype(crop.dtype, np.signedinteger) and np.any(crop < 0):
+        raise InputError(f"{path}: {what} has negative labels")
+    if crop.max() > 65535:
+        raise InputError(f"{path}: {what} has labels above 65535")
+    if np.issubdtype(crop.dtype, np.floating) and not np.any(np.round(crop)):
+        raise InputError(f"{path}: {what} is empty (no nonzero voxels)")
+    if img.GetPixelID() == sitk.sitkUInt16:
+        return img
+    return sitk.Cast(sitk.Round(img) if np.issubdtype(arr.dtype, np.floating) else img,
+                     sitk.sitkUInt16)

@@ -1,7 +1,8 @@
 """Registration of the pre-ablation CT (moving) onto the post-ablation CT (fixed) with elastix.
 
 The resulting transform maps **post-space points to pre-space points** (ITK convention), so it
-resamples pre-grid images (tumour mask, its signed distance) onto the post grid directly.
+resamples pre-grid images (tumour mask, its signed distance) onto the post grid directly; the
+tumour transfer itself is the next stage, :mod:`a0verify.transfer`.
 
 Modules: ``initial`` (starting transform), ``roi`` (region of interest, metric masks),
 ``artefacts`` (probe, metal streaks, gas: left out of the metric), ``elastix`` (parameter maps,
@@ -11,7 +12,6 @@ transforms), ``elastix_backend`` (fast loading of itk-elastix).
 """
 
 from a0verify.registration.elastix import parameter_file
-from a0verify.registration.levelset import half_voxel_signed_distance, tumor_levelsets_to_post
 from a0verify.registration.register import (
     LADDER,
     Attempt,
@@ -19,8 +19,6 @@ from a0verify.registration.register import (
     RegistrationResult,
     RegistrationSettings,
     register,
-    resample_tumor_to_post,
-    set_threads,
     write_registration_outputs,
 )
 
@@ -30,11 +28,7 @@ __all__ = [
     "RegistrationMasks",
     "RegistrationResult",
     "RegistrationSettings",
-    "half_voxel_signed_distance",
     "parameter_file",
     "register",
-    "resample_tumor_to_post",
-    "set_threads",
-    "tumor_levelsets_to_post",
     "write_registration_outputs",
 ]

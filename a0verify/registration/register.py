@@ -127,25 +127,6 @@ class RegistrationMasks:
     landmarks: tuple[npt.ArrayLike, npt.ArrayLike] | None = None
 
 
-def set_threads(threads: int | None) -> None:
-    """Bound ITK/elastix (global default), SimpleITK and Numba to ``threads`` threads.
-
-    ``None`` leaves the defaults. elastix is bounded through ITK's global default because passing
-    ``number_of_threads=`` with a B-spline stage segfaults in itk-elastix 0.25.4.
-    """
-    if not threads:
-        return
-    n = int(threads)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - numba is a dependency
-        pass
-    elastix_backend.set_threads(n)
-
-
 def _cpu_seconds() -> float:
     """CPU seconds of this process and of its finished child processes."""
     t = os.times()
@@ -301,7 +282,7 @@ def register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks | N
     if settings.method == "none":
         return RegistrationResult("none", sitk.Euler3DTransform(), {}, 0.0, [], [],
                                   {"registration": 0.0})
-    set_threads(settings.threads)
+    parallel.limit_threads(settings.threads)
     budget = int(settings.threads) if settings.threads else parallel.usable_cpus()
     elastix_backend.preload()
     worker = restart_worker or parallel.Worker(  # started now: its start-up overlaps step 1
@@ -389,16 +370,5 @@ def _result(case: Case, settings: RegistrationSettings, got: _Outcome,
         uncertainty_terms=terms, reliability_notes=notes)
 
 
-# --------------------------------------------------------------------------- carrying masks
-def resample_tumor_to_post(tumor: sitk.Image, post: sitk.Image,
-                           transform: sitk.Transform) -> sitk.Image:
-    """Carry a tumour label image from the pre grid onto the post grid (nearest neighbour).
-
-    ``transform`` maps post points to pre points.
-    """
-    return sitk.Resample(tumor, post, transform, sitk.sitkNearestNeighbor, 0, tumor.GetPixelID())
-
-
 __all__ = ["LADDER", "METHODS", "Attempt", "RegistrationMasks", "RegistrationResult",
-           "RegistrationSettings", "register", "resample_tumor_to_post",
-           "set_threads", "write_registration_outputs"]
+           "RegistrationSettings", "register", "write_registration_outputs"]

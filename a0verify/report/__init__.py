@@ -1,9 +1,10 @@
-"""Case outputs: report.json schema, artefacts for 3D Slicer and the self-contained HTML report.
+"""Case outputs: report.json model and schema, artefacts for 3D Slicer and the self-contained
+HTML report.
 
-The report.json dictionary itself is assembled in :mod:`a0verify.pipeline` (``build_report``);
-this package validates it (:func:`validate_report`) and writes everything else, given that
-dictionary (:func:`write_case_outputs`). ``a0verify report DIR`` re-renders the HTML from the
-stored artefacts (:func:`rerender`).
+The report.json dictionary is assembled from the stage results by
+:func:`a0verify.report.model.build_report`; this package validates it (:func:`validate_report`)
+and writes everything else, given that dictionary (:func:`write_case_outputs`).
+``a0verify report DIR`` re-renders the HTML from the stored artefacts (:func:`rerender`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,6 +22,9 @@ from a0verify import geometry
 from a0verify.errors import InputError
 from a0verify.io import write_image, write_json_atomic
 from a0verify.margin import MarginResult
+
+if TYPE_CHECKING:
+    from a0verify.report import html
 
 #: Padding (mm) beyond threshold around the tumour surfaces when the post CT is cropped for the
 #: report figures (their field of view reaches threshold + 12 mm beyond the tumour).
@@ -72,9 +76,10 @@ def _background_crop(post: sitk.Image, surfaces: list[Any], point_lps: list[floa
 
 def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginResult,
                        ablation: sitk.Image, tumor_post: sitk.Image | None = None,
-                       post: sitk.Image | None = None, pre: sitk.Image | None = None,
-                       registration: Any = None, render_worker: Any = None) -> dict[str, str]:
-    """Write every artefact of a case into ``out_dir`` (each atomically) and return
+                       post: sitk.Image | None = None,
+                       qa_images: dict[str, sitk.Image] | None = None,
+                       workers: html.FigureWorkers | None = None) -> dict[str, str]:
+    """Write the report artefacts of a case into ``out_dir`` (each atomically) and return
     {role: file name relative to out_dir}:
 
     * ``segmentation.seg.nrrd`` — tumour (on the post grid) and ablation zone, Slicer segments
@@ -83,15 +88,13 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
     * ``tumor_surface.vtk`` — tumour surfaces, LPS, point arrays ``margin_mm`` and ``lesion_id``;
     * ``thinnest_margin.mrk.json`` — thinnest-margin point per lesion (Slicer point list, LPS);
     * ``post_ct_roi.nrrd`` — the post CT around the lesions (figure background; when ``post``);
-    * registration transform and QA images (when ``registration``);
+    * ``qa_<name>.nrrd`` — registration QA images not yet listed in ``report["outputs"]``;
     * ``figure_*.png`` and the self-contained ``report.html``.
 
-    ``report`` is the report.json dictionary (written by the caller, last); ``pre`` is unused
-    (kept for the pipeline's call signature). Masks must be on ``ablation``'s grid.
-    ``registration`` is a RegistrationResult (its writer stores the transform and QA images) or
-    a bare ``sitk.Transform`` (post points -> pre points; written as ``transform.h5``).
-    ``render_worker``: a :func:`a0verify.viz.warm_render_worker` started earlier, used for the
-    3-D views (a new worker is forked when None).
+    ``report`` is the report.json dictionary (written by the caller, last; its ``outputs``
+    already list the registration's files). Masks must be on ``ablation``'s grid.
+    ``workers``: figure workers started earlier (:func:`a0verify.report.html.start_figure_workers`);
+    new ones are started when None.
     """
     from a0verify.report import slicer
     from a0verify.report.html import FigureJobs, ReportData, write_html_report
@@ -103,13 +106,11 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
     if post is not None:
         background = _background_crop(post, surfaces, report["min_margin_point_lps"],
                                       float(report["threshold_mm"]))
-    qa: dict[str, sitk.Image] = {}
-    if registration is not None and not isinstance(registration, sitk.Transform):
-        qa = dict(getattr(registration, "qa_images", {}) or {})
+    qa = dict(qa_images or {})
     data = ReportData(ablation=ablation, tumor=tumor_post, margin_map=margin.margin_map,
                       background=background, surfaces=surfaces, qa_images=qa)
     # the figures are drawn in worker processes while the files are written here
-    jobs = FigureJobs.start(report, data, render_worker)
+    jobs = FigureJobs.start(report, data, workers)
     if margin.margin_map is not None:
         write_image(margin.margin_map, out / "margin_map.nrrd")
         outputs["margin_map"] = "margin_map.nrrd"
@@ -126,21 +127,10 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
     if background is not None:
         write_image(background, out / "post_ct_roi.nrrd")
         outputs["post_ct_roi"] = "post_ct_roi.nrrd"
-    if isinstance(registration, sitk.Transform):  # a bare transform (``a0verify margin``)
-        from a0verify.io import atomic_path
-
-        with atomic_path(out / "transform.h5") as tmp:
-            sitk.WriteTransform(registration, str(tmp))
-        outputs["registration_transform"] = "transform.h5"
-    elif registration is not None:
-        from a0verify import registration as reg_mod
-
-        for role, p in reg_mod.write_registration_outputs(registration, out).items():
-            outputs[f"registration_{role}"] = Path(p).name
-        for name, im in qa.items():  # keep the QA images for `a0verify report DIR`
-            if f"registration_{name}" not in outputs:
-                write_image(im, out / f"qa_{name}.nrrd")
-                outputs[f"registration_{name}"] = f"qa_{name}.nrrd"
+    for name, im in qa.items():  # keep the QA images for `a0verify report DIR`
+        if f"registration_{name}" not in report.get("outputs", {}):
+            write_image(im, out / f"qa_{name}.nrrd")
+            outputs[f"registration_{name}"] = f"qa_{name}.nrrd"
     # the page lists the outputs: show the complete set (report.json is written last)
     page = {**report, "outputs": {**report.get("outputs", {}), **outputs,
                                   "report_json": "report.json"}}
@@ -150,14 +140,9 @@ def write_case_outputs(out_dir: Path, report: dict[str, Any], *, margin: MarginR
     return outputs
 
 
-def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
-    """``a0verify report DIR``: validate DIR/report.json and render report.html (and the figure
-    PNGs; ``report.pdf`` with ``pdf``) again from the stored artefacts. Returns {role: file}.
-
-    Raises InputError when DIR or report.json is missing or invalid, or an artefact is missing.
-    """
-    from a0verify.report.html import load_report_data, write_html_report
-
+def load_result(out_dir: str | Path) -> dict[str, Any]:
+    """The validated report.json of the result directory ``out_dir``; InputError (one line)
+    when the directory or report.json is missing, unreadable or not valid."""
     d = Path(out_dir)
     if not d.is_dir():
         raise InputError(f"{d}: result directory does not exist")
@@ -171,6 +156,20 @@ def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
     if not isinstance(report, dict):
         raise InputError(f"{rj}: is not a JSON object")
     validate_report(report, str(rj))
+    return report
+
+
+def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
+    """``a0verify report DIR``: validate DIR/report.json and render report.html (and the figure
+    PNGs; ``report.pdf`` with ``pdf``) again from the stored artefacts. Returns {role: file}.
+
+    Raises InputError when DIR or report.json is missing or invalid, or an artefact is missing.
+    """
+    from a0verify.report.html import load_report_data, write_html_report
+
+    d = Path(out_dir)
+    rj = d / "report.json"
+    report = load_result(d)
     data = load_report_data(d, report)
     written = write_html_report(report, d, data, pdf=pdf)
     new = {k: v for k, v in written.items() if report["outputs"].get(k) != v}
@@ -180,4 +179,4 @@ def rerender(out_dir: str | Path, *, pdf: bool = False) -> dict[str, str]:
     return written
 
 
-__all__ = ["report_schema", "rerender", "validate_report", "write_case_outputs"]
+__all__ = ["load_result", "report_schema", "rerender", "validate_report", "write_case_outputs"]

@@ -30,6 +30,12 @@ PANEL_PX = 256
 PNG_LEVEL = 3  # zlib level: fast to write, files ~10 % larger than level 9
 
 
+def warm_up() -> None:
+    """Load matplotlib's Agg backend and draw once (a figure worker's warm-up, see
+    :func:`a0verify.report.html.start_figure_workers`)."""
+    _png(_figure(figsize=(1, 1)))
+
+
 def _figure(**kwargs: Any) -> Any:
     """A matplotlib ``Figure`` (keyword arguments as for ``Figure``) saved through the Agg
     canvas: no pyplot, so no global figure state and a lighter import."""

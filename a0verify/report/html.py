@@ -154,6 +154,27 @@ def figures_2d(report: dict[str, Any], data: ReportData) -> dict[str, tuple[str,
 
 
 @dataclass
+class FigureWorkers:
+    """Worker processes for the report figures, started early so that their start-up (imports,
+    an off-screen GL context) overlaps the pipeline's work: 2-D figures and 3-D views."""
+
+    flat: Worker
+    render: Worker
+
+    def close(self) -> None:
+        self.flat.close()
+        self.render.close()
+
+
+def start_figure_workers() -> FigureWorkers:
+    """Start the figure workers now (see :class:`FigureWorkers`); ``close()`` them at the end."""
+    from a0verify import parallel, viz
+
+    return FigureWorkers(flat=parallel.Worker("2-D figures", warm=figures.warm_up, nice=5),
+                         render=viz.warm_render_worker())
+
+
+@dataclass
 class FigureJobs:
     """Every figure of a report being drawn in worker processes (:mod:`a0verify.parallel`): the
     2-D figures in one, the 3-D views in another, while the caller writes the other files."""
@@ -163,16 +184,18 @@ class FigureJobs:
 
     @classmethod
     def start(cls, report: dict[str, Any], data: ReportData,
-              render_worker: Worker | None = None) -> FigureJobs:
-        """Start both jobs; ``render_worker`` (:func:`a0verify.viz.warm_render_worker`) renders
-        the 3-D views when given."""
+              workers: FigureWorkers | None = None) -> FigureJobs:
+        """Start both jobs, in ``workers`` (:func:`a0verify.report.start_figure_workers`) when
+        given, else in new worker processes."""
         from a0verify import viz
         from a0verify.parallel import run_in_worker
 
         renders = viz.RenderJob(data.surfaces, data.ablation, report["min_margin_point_lps"],
-                                float(report["threshold_mm"]), worker=render_worker)
-        return cls(flat=run_in_worker("2-D figures", figures_2d, report, data, nice=5),
-                   renders=renders)
+                                float(report["threshold_mm"]),
+                                worker=workers.render if workers else None)
+        flat = (workers.flat.submit(figures_2d, report, data) if workers else
+                run_in_worker("2-D figures", figures_2d, report, data, nice=5))
+        return cls(flat=flat, renders=renders)
 
 
 def build_figures(report: dict[str, Any], data: ReportData,

@@ -1,11 +1,10 @@
-# Fallback (pipeline: run): one `a0verify run` job per case, all stages in one process.
+# One `a0verify run` job per case: the whole stage sequence (read inputs, segment, register,
+# transfer, margin, verdict, outputs) in one process, exactly as on the command line.
 
 
 rule run_case:
     input:
-        pre=lambda w: _path(w.case, "pre"),
-        post=lambda w: _path(w.case, "post"),
-        masks=lambda w: [p for p in (_path(w.case, "tumor"), _path(w.case, "ablation")) if p],
+        case_inputs,
     output:
         report=f"{OUT}/{{case}}/report.json",
     log:
@@ -18,11 +17,14 @@ rule run_case:
         runtime=RES["run"]["runtime"],
     params:
         a0=A0,
-        masks=mask_args,
+        pre=lambda w: _path(w.case, "pre"),
+        post=lambda w: _path(w.case, "post"),
+        masks=run_args,
         registration=lambda w: registration_of(w.case),
         threshold=lambda w: threshold_of(w.case),
         outdir=lambda w, output: os.path.dirname(output.report),
     shell:
-        "NUMBA_NUM_THREADS={threads} {params.a0} run --pre {input.pre:q} --post {input.post:q} "
-        "{params.masks} --registration {params.registration} --threshold {params.threshold} "
-        "--threads {threads} --out {params.outdir:q} --quiet > {log:q} 2>&1"
+        "NUMBA_NUM_THREADS={threads} {params.a0} run --pre {params.pre:q} "
+        "--post {params.post:q} {params.masks} --registration {params.registration} "
+        "--threshold {params.threshold} --threads {threads} --out {params.outdir:q} "
+        "--quiet > {log:q} 2>&1"

@@ -9,7 +9,6 @@ rule summary:
     input:
         sheet=config["cases"],
         reports=all_reports(),
-        html=all_html(),
     output:
         tsv=f"{OUT}/summary.tsv",
         html=f"{OUT}/summary.html",

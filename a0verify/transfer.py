@@ -1,13 +1,21 @@
-"""Carry the tumour from the pre grid to the post grid without losing sub-voxel information.
+"""Stage ``transfer``: carry the tumour from the pre grid onto the post grid without losing
+sub-voxel information.
 
 Each lesion's mask is turned into a signed distance (mm, **positive inside**) whose zero level lies
 half-way between the last inside and the first outside voxel centre (the boundary of the
 continuous shape the voxel-centre-inclusion mask stands for); that distance is then resampled
 **linearly** through the registration transform onto a sub-box of the post grid. Marching cubes
-at level 0 on the result gives a sub-voxel tumour surface in post space.
+at level 0 on the result gives a sub-voxel tumour surface in post space. The tumour labels
+shown on the post grid (figures, ``segmentation.seg.nrrd``) are the level sets' inside voxels, so
+what is shown is what the margin used (one resampling, not two).
+
+Without a transform and with the tumour already on the reference grid nothing is resampled: the
+labels themselves go to the margin.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +26,20 @@ from a0verify import geometry
 from a0verify.errors import InputError
 
 F64 = npt.NDArray[np.float64]
+
+
+@dataclass
+class TumorTransfer:
+    """Result of :func:`transfer_tumor`.
+
+    ``margin_input`` is what :func:`a0verify.margin.compute_margin` takes: the label image
+    itself (same grid, no transform) or ``{lesion id: level set}`` (float32 signed distance in
+    mm, positive inside, on sub-boxes of the reference grid). ``labels`` are the lesion labels
+    on the reference grid (UInt16; lesion ids as in ``margin_input``).
+    """
+
+    margin_input: sitk.Image | dict[int, sitk.Image]
+    labels: sitk.Image
 
 
 def half_voxel_signed_distance(mask_zyx: npt.NDArray[np.bool_],
@@ -122,3 +144,32 @@ def tumor_levelsets_to_post(tumor_labels: sitk.Image, post: sitk.Image,
             raise InputError(f"tumour lesion {lid} maps outside the post image after registration")
         out[int(lid)] = lvl
     return out
+
+
+def labels_from_levelsets(levelsets: dict[int, sitk.Image], reference: sitk.Image) -> sitk.Image:
+    """UInt16 label image on ``reference``'s grid: lesion id where its level set is positive
+    (the level sets lie on sub-boxes of that grid; a later id wins where two overlap)."""
+    out = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint16)
+    for lid, lvl in sorted(levelsets.items()):
+        box = geometry.box_of_crop(reference, lvl)  # the level sets are crops of reference
+        inside = sitk.GetArrayViewFromImage(lvl) > 0
+        out[box.slices][inside] = lid
+    return geometry.array_to_image(out, reference)
+
+
+def transfer_tumor(tumor: sitk.Image, reference: sitk.Image,
+                   transform: sitk.Transform | None) -> TumorTransfer:
+    """Stage ``transfer``: tumour labels (any grid; one lesion per label, a single label split
+    into connected components) onto ``reference``'s grid through ``transform`` (reference
+    points -> tumour-grid points, ITK convention; identity when None).
+
+    On the same grid without a transform the labels pass through unchanged. Otherwise each
+    lesion becomes a sub-voxel level set (:func:`tumor_levelsets_to_post`). Raises InputError
+    when a lesion falls outside the reference image.
+    """
+    if transform is None and geometry.same_grid(tumor, reference):
+        return TumorTransfer(margin_input=tumor, labels=tumor)
+    tx = transform if transform is not None else sitk.Transform(3, sitk.sitkIdentity)
+    levelsets = tumor_levelsets_to_post(tumor, reference, tx)
+    return TumorTransfer(margin_input=levelsets,
+                         labels=labels_from_levelsets(levelsets, reference))
