@@ -102,6 +102,9 @@ def _worker(method: str, pair_dir: Path, out: Path, threads: int) -> None:
         info = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
         tx = None
     info["wall_s"], info["cpu_s"] = time.perf_counter() - t0, _cpu() - c0
+    import a0verify
+
+    info["code"] = str(Path(a0verify.__file__).parent)  # which checkout ran (baseline or this)
     if tx is not None:
         sitk.WriteTransform(tx, str(out.with_suffix(".h5")))
     out.with_suffix(".json").write_text(json.dumps(info, default=str))
@@ -132,12 +135,13 @@ def _elastix_default(post: Any, pre: Any, threads: int) -> Any:
                                     elastix.euler_from_map(maps[0])])
 
 
-def _baseline_tree(rev: str, dest: Path) -> Path:
-    """``git archive`` of ``a0verify/`` at ``rev`` into ``dest`` (a PYTHONPATH root)."""
+def _baseline_tree(repo: Path, rev: str, dest: Path) -> Path:
+    """``git archive`` of ``a0verify/`` at ``rev`` into ``dest`` (a PYTHONPATH root: the
+    workers run as scripts, so it comes before the editable install's finder)."""
     if not (dest / "a0verify").is_dir():
         dest.mkdir(parents=True, exist_ok=True)
         tar = dest / "src.tar"
-        subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(tar), rev, "a0verify"],
+        subprocess.run(["git", "-C", str(repo), "archive", "-o", str(tar), rev, "a0verify"],
                        check=True)
         with tarfile.open(tar) as tf:
             tf.extractall(dest, filter="data")
@@ -337,6 +341,7 @@ def main() -> int:
     ap.add_argument("--methods", default="a0verify,baseline,elastix-default")
     ap.add_argument("--default-per-difficulty", type=int, default=1)
     ap.add_argument("--baseline-rev", default="ac26cf8")
+    ap.add_argument("--repo", type=Path, default=ROOT, help="git checkout holding the baseline")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=HERE / ".cache" / "pairs")
     ap.add_argument("--out", default="RESULTS_registration.md")
@@ -367,7 +372,8 @@ def main() -> int:
     base_env: dict[str, str] = {}
     work = Path(tempfile.mkdtemp(prefix="a0v-bench-reg-"))
     if "baseline" in methods:
-        base = _baseline_tree(args.baseline_rev, HERE / ".cache" / f"baseline-{args.baseline_rev}")
+        base = _baseline_tree(args.repo, args.baseline_rev,
+                              args.cache.parent / f"baseline-{args.baseline_rev}")
         base_env = {"PYTHONPATH": str(base)}
     per_diff: dict[tuple[str, str], int] = {}
     for set_name in args.sets.split(","):
