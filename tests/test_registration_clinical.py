@@ -152,3 +152,28 @@ def test_cli_register_no_overlap_exit_3(small_case: dict[str, Path], tmp_path: P
     assert r.exit_code == 3, r.output
     assert "do not overlap" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o" / "transform.h5").exists()
+
+
+def test_cli_run_different_regions_exit_3_without_report(small_case: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    """``a0verify run`` whose pre scan shows another region than the post scan (here a uniform
+    cylinder, 300 mm long: nothing of the torso): exit 3, one line naming the reason, no
+    report.json - never a number from a registration that could not be done."""
+    from a0verify.cli import main
+
+    pre = geometry.make_grid([70, 60, 60], [5.0, 5.0, 5.0], None, (0.0, 0.0, 0.0),
+                             sitk.sitkFloat32)
+    p = geometry.voxel_centers_lps(pre)
+    body = np.linalg.norm(p[..., :2], axis=-1) < 80
+    sitk.WriteImage(geometry.array_to_image(np.where(body, 40.0, -1000.0).astype(np.float32), pre),
+                    str(tmp_path / "pre.nii.gz"))
+    tumor = (np.linalg.norm(p - [0.0, 0.0, 0.0], axis=-1) < 10).astype(np.uint8)
+    sitk.WriteImage(geometry.array_to_image(tumor, pre), str(tmp_path / "tumor.nii.gz"))
+    r = CliRunner().invoke(main, ["run", "--pre", str(tmp_path / "pre.nii.gz"),
+                                  "--post", str(small_case["post"]),
+                                  "--tumor", str(tmp_path / "tumor.nii.gz"),
+                                  "--ablation", str(small_case["ablation"]),
+                                  "--out", str(tmp_path / "o"), "--threads", "2"])
+    assert r.exit_code == 3, r.output
+    assert "same region" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o" / "report.json").exists()

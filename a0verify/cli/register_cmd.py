@@ -42,8 +42,10 @@ def register(fixed_path: Path, moving_path: Path, out_dir: Path, method: str,
 
     Writes DIR/transform.h5 (maps post-space LPS points to pre-space points, ITK convention),
     DIR/qa_checkerboard.nrrd, DIR/qa_difference.nrrd and DIR/registration.json (metrics,
-    uncertainty_mm, warnings, parameter files, timings). Exit code 3 when registration fails its
-    checks after retries.
+    uncertainty_mm and its terms, reliable / reliability_notes, warnings, parameter files,
+    timings). Exit code 3, with one line saying why, when the pair cannot be registered: the
+    scans show different regions, do not overlap around the zone, or every attempt failed its
+    checks.
     """
     from a0verify.errors import InputError
     from a0verify.io import read_image, read_mask, write_json_atomic
@@ -78,7 +80,8 @@ def register(fixed_path: Path, moving_path: Path, out_dir: Path, method: str,
                          "liver": str(liver_path) if liver_path else None}
     summary["outputs"] = {k: p.name for k, p in paths.items()}
     write_json_atomic(Path(out_dir) / "registration.json", summary)
-    click.echo(f"{method} registration: uncertainty {result.uncertainty_mm:.2f} mm, "
+    trust = "" if result.reliable else " (UNRELIABLE near the zone)"
+    click.echo(f"{method} registration: uncertainty {result.uncertainty_mm:.2f} mm{trust}, "
                f"{len(result.warnings)} warning(s); outputs in {out_dir}")
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
