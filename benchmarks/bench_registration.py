@@ -347,6 +347,10 @@ def main() -> int:
     ap.add_argument("--out", default="RESULTS_registration.md")
     ap.add_argument("--rows", type=Path, default=None)
     ap.add_argument("--fresh", action="store_true", help="re-run rows already in --rows")
+    ap.add_argument("--merge", default=None,
+                    help="comma-separated row files of other runs to include in the tables")
+    ap.add_argument("--default-sources", default="hcc048,totalseg",
+                    help="sources whose pairs also get the (slow) elastix default maps")
     ap.add_argument("--only", default=None, help="comma-separated pair names (debugging)")
     ap.add_argument("--fit", action="store_true",
                     help="only refit the band factors on the rows in --rows and print them")
@@ -384,7 +388,9 @@ def main() -> int:
             pair_dir = _ensure_pair(args.cache, source, diff, seed, sources)
             for m in methods:
                 if m == "elastix-default":
-                    k = (set_name, diff)
+                    if source not in args.default_sources.split(","):
+                        continue
+                    k = (set_name, f"{source}-{diff}")
                     per_diff[k] = per_diff.get(k, 0) + 1
                     if per_diff[k] > args.default_per_difficulty:
                         continue
@@ -402,6 +408,11 @@ def main() -> int:
                       f"{row.get('band_mm') or 0:.2f} {row['verdict']}/{row['true_verdict']} "
                       f"near p95 {row.get('tre_near', {}).get('p95', float('nan')):.2f} "
                       f"wall {row['wall_s']:.0f}s {row.get('failed', '')}", flush=True)
+    for extra in (args.merge or "").split(","):
+        if extra:
+            seen = {(r["method"], r["pair"]) for r in rows}
+            rows += [r for r in json.loads(Path(extra).read_text())
+                     if (r["method"], r["pair"]) not in seen]
     lines = [
         "# Registration benchmark: clinical-like pairs per difficulty",
         "",
