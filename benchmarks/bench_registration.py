@@ -102,6 +102,8 @@ def _worker(method: str, pair_dir: Path, out: Path, threads: int) -> None:
         info = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
         tx = None
     info["wall_s"], info["cpu_s"] = time.perf_counter() - t0, _cpu() - c0
+    # the restart's worker process is not this process's child: a0verify counts its CPU itself
+    info["cpu_s"] = max(info["cpu_s"], info.get("timings_s", {}).get("registration_cpu", 0.0))
     import a0verify
 
     info["code"] = str(Path(a0verify.__file__).parent)  # which checkout ran (baseline or this)
