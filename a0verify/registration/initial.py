@@ -166,10 +166,10 @@ def coarse_start(fixed: sitk.Image, moving: sitk.Image, center: npt.ArrayLike,
     """Automatic rigid start (post -> pre) about ``center`` and a description of how it was found.
 
     1. Both images on a 5 mm grid; a body mask (> -400 HU).
-    2. When the post scan covers much less cranio-caudal extent than the pre scan (intraprocedural
-       scans: +-45-60 mm around the lesion), the post's per-slice body profile is slid along the
-       pre's (:func:`z_offset`); a poor best match means the scans show different regions
-       (RegistrationError). Otherwise the body masks' centres of mass.
+    2. When one scan covers much less cranio-caudal extent than the other (intraprocedural post
+       scans: +-45-60 mm around the lesion), the shorter one's per-slice body profile is slid
+       along the longer one's (:func:`z_offset`); a poor best match means the scans show
+       different regions (RegistrationError). Otherwise the body masks' centres of mass.
     3. Mattes MI rigid registration at 10 then 5 mm, seeded sampling.
 
     A field of view inside the body (in-plane < 150 mm, or > 95 % body) has no outline to align:
@@ -188,13 +188,17 @@ def coarse_start(fixed: sitk.Image, moving: sitk.Image, center: npt.ArrayLike,
     ext_f = geometry.physical_bounds(fixed)
     ext_m = geometry.physical_bounds(moving)
     zf, zm = float(ext_f[1][2] - ext_f[0][2]), float(ext_m[1][2] - ext_m[0][2])
-    if zf < SHORT_FOV_RATIO * zm:
-        dz, score = z_offset(f5, m5)
+    if min(zf, zm) < SHORT_FOV_RATIO * max(zf, zm):  # the shorter scan slides along the longer
+        if zf <= zm:
+            dz, score = z_offset(f5, m5)
+        else:
+            dz, score = z_offset(m5, f5)
+            dz = -dz
         if score < SAME_REGION_MIN_NCC:
             raise RegistrationError(
-                f"the post scan ({zf:.0f} mm long) matches no part of the pre scan ({zm:.0f} mm; "
-                f"best body-profile correlation {score:.2f}): the scans do not show the same "
-                "region")
+                f"the post scan ({zf:.0f} mm long) and the pre scan ({zm:.0f} mm) match nowhere "
+                f"along the body (best body-profile correlation {score:.2f}): the scans do not "
+                "show the same region")
         # in-plane: centres of mass of the body over the matched slab
         shift = np.array([0.0, 0.0, dz])
         fa, ma = sitk.GetArrayViewFromImage(fb), sitk.GetArrayViewFromImage(mb)
