@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from a0verify import parallel
+from a0verify import geometry, parallel
 from a0verify.errors import InputError, RegistrationError
 from a0verify.registration import elastix_backend, initial, qa, roi
 from a0verify.registration.elastix import (
@@ -311,6 +311,8 @@ def _register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
     else:
         init, init_kind = initial.coarse_start(case.fixed, case.moving, case.center,
                                                settings.seed)
+    if case.liver is not None and case.zone is not None and masks.landmarks is None:
+        init, init_kind = _organ_search(case, init, init_kind, settings.roi_pad_mm)
     pool.timings["init"] = time.perf_counter() - t
     failures: list[str] = []
     log: list[dict[str, Any]] = []
@@ -326,6 +328,23 @@ def _register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
         return _result(case, settings, got, init, failures, pool)
     raise RegistrationError(f"{settings.method} registration failed after "
                             f"{len(settings.ladder)} attempts: " + " | ".join(failures)[:600])
+
+
+def _organ_search(case: Case, init: sitk.Euler3DTransform, kind: str,
+                  pad_mm: float) -> tuple[sitk.Euler3DTransform, str]:
+    """:func:`initial.organ_shift` on the organ's interior (3 mm inside it) in the ROI, without
+    the zone and exclusions."""
+    assert case.zone is not None and case.liver is not None
+    box = geometry.roi_box_around_lps(case.fixed, roi.mask_points(case.zone), pad_mm)
+    hole = geometry.crop(case.zone, box)
+    if case.exclude is not None:
+        hole = hole | geometry.crop(case.exclude, box)
+    sample = roi.erode(geometry.crop(case.liver, box), 3.0) & (roi.dilate(hole, 3.0) == 0)
+    moved, info = initial.organ_shift(geometry.crop(case.fixed, box), case.moving, sample, init)
+    case.found["organ_search"] = info
+    if moved is init:
+        return init, kind
+    return moved, f"{kind}; organ search {info['dz_mm']:+.0f} mm cranio-caudal"
 
 
 def _result(case: Case, settings: RegistrationSettings, got: _Outcome,
@@ -358,14 +377,14 @@ def _result(case: Case, settings: RegistrationSettings, got: _Outcome,
     timings["registration"] = time.perf_counter() - pool.start[0]
     timings["registration_cpu"] = _cpu_seconds() - pool.start[1] + pool.cpu_s  # with workers
     zone_deform = metrics.get("deformable_displacement_zone_mm", {}).get("p95", 0.0)
-    terms = qa.uncertainty_terms(case.fixed.GetSpacing(), settings.method, got.spreads,
-                                 zone_deform)
     notes = qa.reliability_notes(metrics, got.spreads)
+    terms = qa.uncertainty_terms(case.fixed.GetSpacing(), settings.method, got.spreads,
+                                 zone_deform, reliable=not notes)
     if notes:
         warns.append("registration unreliable near the zone: " + "; ".join(notes))
     return RegistrationResult(
         method=settings.method, transform=got.run.transform, metrics=metrics,
-        uncertainty_mm=qa.uncertainty(terms, not notes), parameter_files=[p.name for p in pfiles],
+        uncertainty_mm=qa.uncertainty(terms), parameter_files=[p.name for p in pfiles],
         warnings=warns, timings_s=timings, qa_images=got.check.images,
         uncertainty_terms=terms, reliability_notes=notes)
 
