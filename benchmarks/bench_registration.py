@@ -363,7 +363,8 @@ def fit_band(rows: list[dict[str, Any]], fit_set: str = "calibration",
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", default="calibration,heldout")
+    ap.add_argument("--sets", default="calibration,heldout",
+                    help="pair sets to run ('none': only tables from --rows / --merge)")
     ap.add_argument("--methods", default="a0verify,baseline,elastix-default")
     ap.add_argument("--default-per-difficulty", type=int, default=1)
     ap.add_argument("--baseline-rev", default="ac26cf8")
@@ -407,7 +408,7 @@ def main() -> int:
                               args.cache.parent / f"baseline-{args.baseline_rev}")
         base_env = {"PYTHONPATH": str(base)}
     per_diff: dict[tuple[str, str], int] = {}
-    for set_name in args.sets.split(","):
+    for set_name in [] if args.sets == "none" else args.sets.split(","):
         for source, diff, seed in pair_set(set_name):
             name = f"{source}-{diff}-{seed}"
             if args.only and name not in args.only.split(","):
