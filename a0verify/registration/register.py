@@ -6,15 +6,20 @@ the post grid.
 
 :func:`register` (``method="deformable"``; ``"rigid"`` stops after step 3):
 
+0. Inputs (:mod:`~a0verify.registration.inputs`): the user's masks and the automatic ones
+   (:mod:`~a0verify.registration.artefacts`: probe, metal streaks, gas; the liver around the zone).
 1. Start (:mod:`~a0verify.registration.initial`): user landmarks, else a cranio-caudal search
-   (short post scans) or the body's centre of mass, then a coarse whole-volume rigid at 5 mm.
+   (short post scans) or the body's centre of mass, then a coarse whole-volume rigid at 5 mm,
+   then the organ search (the liver may have slid against the body wall).
 2. ROI and metric masks (:mod:`~a0verify.registration.roi`): a box around the ablation zone; the
-   metric leaves out the zone, the tumour and what changes between the scans.
+   metric leaves out the zone, the tumour and what changes between the scans, and stays in the
+   liver.
 3. elastix rigid (Euler, Mattes MI) inside the ROI (:mod:`~a0verify.registration.elastix`).
 4. elastix cubic B-spline with a bending-energy penalty inside the ROI.
 5. QA and restarts (:mod:`~a0verify.registration.qa`); a failed check moves one rung down the
    retry ladder (:data:`LADDER`); after the last rung a
-   :class:`~a0verify.errors.RegistrationError` is raised.
+   :class:`~a0verify.errors.RegistrationError` is raised. An accepted result carries its 95 %
+   half-width and, when the evidence is weak, reliability notes (the verdict's caveat).
 
 Parameter maps are the files in ``a0verify/registration/params`` (recorded with their sha256);
 the random samplers are seeded, so results are deterministic for a given thread count.
