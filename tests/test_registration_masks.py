@@ -138,9 +138,9 @@ def test_sliding_field_is_sharp_where_it_slides_and_never_folds() -> None:
     pts = geometry.voxel_centers_lps(grid)
     organ = geometry.array_to_image((np.linalg.norm(pts, axis=-1) < 40).astype(np.uint8), grid)
     d = sliding_field(organ, grid, [0.0, 0.0, 12.0])
-    from a0verify.registration.synthetic_effects import _jacobian_det
+    from a0verify.registration.synthetic_effects import jacobian_determinant
 
-    assert _jacobian_det(d, geometry.spacing_zyx(grid)).min() >= 0.29
+    assert jacobian_determinant(d, geometry.spacing_zyx(grid)).min() >= 0.29
     # at the organ's side (boundary parallel to the motion) the step stays within ~5 mm
     side_in = d[25, 25, 25 + 13, 2]  # x = +32.5 mm, inside
     side_out = d[25, 25, 25 + 16, 2]  # x = +40 mm + 2.5: outside

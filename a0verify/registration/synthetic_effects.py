@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from a0verify import geometry
 from a0verify.phantom import ellipsoid_sd_grid
+from a0verify.registration.synthetic import box_points
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -60,7 +61,7 @@ def moving_organs_mask(ct: sitk.Image, seed_lps: npt.ArrayLike, lo_hu: float = 7
     return sitk.Cast(sitk.BinaryFillhole(organ), sitk.sitkUInt8)
 
 
-def _jacobian_det(d: F64, spacing_zyx: F64) -> F64:
+def jacobian_determinant(d: F64, spacing_zyx: F64) -> F64:
     """det(I + grad d) of a displacement array (z, y, x, 3) with components (x, y, z) in mm."""
     g = np.empty((*d.shape[:3], 3, 3))
     for comp in range(3):
@@ -100,7 +101,7 @@ def sliding_field(organs: sitk.Image, grid: sitk.Image, shift_mm: npt.ArrayLike,
     d = w[..., None] * np.asarray(shift_mm, np.float64)
     sp = geometry.spacing_zyx(grid)
     for _ in range(80):
-        bad = _jacobian_det(d, sp) < min_det
+        bad = jacobian_determinant(d, sp) < min_det
         if not bad.any():
             break
         bad = ndimage.binary_dilation(bad, iterations=2)
@@ -152,14 +153,6 @@ def contrast_change(ct: sitk.Image, organ: sitk.Image, rng: np.random.Generator)
     sub += delta.astype(np.float32)
     arr[box.slices] = sub
     return geometry.array_to_image(arr, ct)
-
-
-def box_points(img: sitk.Image, box: geometry.IndexBox) -> F64:
-    """LPS centres (z, y, x, 3) of the voxels of ``img`` inside ``box``."""
-    zz, yy, xx = np.meshgrid(*[np.arange(lo, hi) for lo, hi in zip(box.lo_zyx, box.hi_zyx,
-                                                                      strict=True)],
-                             indexing="ij")
-    return geometry.zyx_index_to_lps(img, np.stack([zz, yy, xx], -1).astype(np.float64))
 
 
 def paint_zone(arr: F32, img: sitk.Image, center: F64, axes: F64, rot: F64,

@@ -38,6 +38,7 @@ from scipy import ndimage
 from a0verify import geometry
 from a0verify.phantom import ellipsoid_sd
 from a0verify.registration import synthetic_effects as fx
+from a0verify.registration.synthetic import box_points, random_rotation
 
 F64 = npt.NDArray[np.float64]
 
@@ -163,14 +164,6 @@ class ClinicalPair:
                 "true_mam_mm": self.true_mam_mm()}
 
 
-def _rotation(rng: np.random.Generator, deg: float) -> F64:
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    a = math.radians(deg)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.asarray(np.eye(3) + math.sin(a) * k + (1 - math.cos(a)) * (k @ k))
-
-
 def _unit(rng: np.random.Generator) -> F64:
     v = rng.normal(size=3)
     return np.asarray(v / np.linalg.norm(v))
@@ -197,7 +190,7 @@ def _inside(img: sitk.Image, center: F64, axes: F64, rot: F64) -> sitk.Image:
     """UInt8 voxel-centre inclusion of an ellipsoid on ``img``'s grid."""
     box = geometry.roi_box_around_lps(img, center[None], float(axes.max()) + 2.0)
     out = np.zeros(sitk.GetArrayViewFromImage(img).shape, np.uint8)
-    q = (fx.box_points(img, box) - center) @ rot
+    q = (box_points(img, box) - center) @ rot
     out[box.slices] = (np.sum(q * q / (axes * axes), axis=-1) <= 1.0)
     return geometry.array_to_image(out, img)
 
@@ -208,7 +201,7 @@ def make_pair(src: Source, spec: PairSpec) -> ClinicalPair:
     ct = src.ct
     lo, hi = geometry.physical_bounds(ct)
     center = (lo + hi) / 2.0
-    rot = _rotation(rng, spec.rot_deg)
+    rot = random_rotation(rng, spec.rot_deg)
     trans = spec.trans_mm * _unit(rng)
     size = np.ceil((hi - lo + 40.0) / FIELD_MM).astype(int) + 1
     fgrid = geometry.make_grid(size.tolist(), [FIELD_MM] * 3, None, center.tolist(),
@@ -238,13 +231,13 @@ def make_pair(src: Source, spec: PairSpec) -> ClinicalPair:
     r = spec.tumor_radius_mm
     pre_arr = sitk.GetArrayFromImage(ct).astype(np.float32)
     tbox = geometry.roi_box_around_lps(ct, tc[None], r + 3.0)
-    rr = np.linalg.norm(fx.box_points(ct, tbox) - tc, axis=-1)
+    rr = np.linalg.norm(box_points(ct, tbox) - tc, axis=-1)
     pre_arr[tbox.slices] -= (40.0 * np.clip(r + 0.5 - rr, 0.0, 1.0)).astype(np.float32)
     tum = np.zeros(pre_arr.shape, np.uint8)
     tum[tbox.slices] = rr <= r
     # zone around the warped tumour, grown until the true MAM is the target
     cpost = pair.tumor_center_post()
-    zrot = _rotation(rng, rng.uniform(10.0, 60.0))
+    zrot = random_rotation(rng, rng.uniform(10.0, 60.0))
     extra = rng.uniform(0.0, 7.0, 3)
     offset = _unit(rng) * rng.uniform(0.0, 3.0)
     pair.zone_center, pair.zone_rotation = cpost + offset, zrot
