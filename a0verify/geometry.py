@@ -177,14 +177,19 @@ class IndexBox:
     def shape(self) -> tuple[int, int, int]:
         return tuple(h - lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))  # type: ignore[return-value]
 
-    def contains(self, other: IndexBox) -> bool:
-        """True when ``other`` lies inside this box."""
-        return all(a <= b for a, b in zip(self.lo_zyx, other.lo_zyx, strict=True)) and all(
-            a >= b for a, b in zip(self.hi_zyx, other.hi_zyx, strict=True))
-
     @property
     def empty(self) -> bool:
         return any(h <= lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))
+
+
+def mask_box(mask: sitk.Image, pad: int = 1) -> IndexBox:
+    """Array-index box (z, y, x) of the nonzero voxels of ``mask`` padded by ``pad`` voxels
+    (clipped to the image). An all-zero mask gives a 1-voxel box at index 0."""
+    arr = sitk.GetArrayViewFromImage(mask)
+    box = nonzero_index_box(arr)
+    if box is None:
+        return IndexBox((0, 0, 0), (1, 1, 1))
+    return pad_box(box, pad, arr.shape)
 
 
 def nonzero_index_box(array_zyx: npt.NDArray[np.generic]) -> IndexBox | None:

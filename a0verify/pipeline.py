@@ -76,6 +76,7 @@ class Registration:
     record: dict[str, Any] | None = None
     result: Any = None
     warnings: list[str] = field(default_factory=list)
+    caveat: str | None = None  # "registration unreliable: ..." (goes into the verdict reason)
 
 
 @dataclass
@@ -168,18 +169,26 @@ def register(inputs: CaseInputs, seg: Segmentation, settings: CaseSettings,
         return Registration(
             transform=inputs.transform,
             uncertainty_mm=float(rec.get("uncertainty_mm", 0.0)) if rec else 0.0,
-            record=rec, warnings=[str(w) for w in rec.get("warnings", [])] if rec else [])
+            record=rec, warnings=[str(w) for w in rec.get("warnings", [])] if rec else [],
+            caveat=_caveat(rec.get("reliability_notes", []) if rec else []))
     from a0verify import registration as reg_mod
 
     assert inputs.post is not None
-    res = reg_mod.register(inputs.post, inputs.pre, method=settings.registration,
-                           focus_mask=seg.ablation, threads=settings.threads,
-                           liver_mask=inputs.liver,
-                           moving_exclude_mask=sitk.Cast(seg.tumor != 0, sitk.sitkUInt8),
-                           restart_worker=restart_worker)
+    res = reg_mod.register(
+        inputs.post, inputs.pre,
+        reg_mod.RegistrationMasks(zone=seg.ablation, liver=inputs.liver,
+                                  tumor=sitk.Cast(seg.tumor != 0, sitk.sitkUInt8)),
+        reg_mod.RegistrationSettings(method=settings.registration, threads=settings.threads),
+        restart_worker=restart_worker)
     record = res.to_dict()
     return Registration(transform=res.transform, uncertainty_mm=res.uncertainty_mm,
-                        record=record, result=res, warnings=list(res.warnings))
+                        record=record, result=res, warnings=list(res.warnings),
+                        caveat=_caveat(res.reliability_notes))
+
+
+def _caveat(notes: Sequence[str]) -> str | None:
+    """The verdict caveat of a registration with reliability notes (None: no caveat)."""
+    return "registration unreliable: " + "; ".join(notes) if notes else None
 
 
 # --------------------------------------------------------------------------- 7. write_outputs
@@ -304,7 +313,7 @@ def run_stages(req: CaseRequest, settings: CaseSettings, out_dir: str | Path,
                           f"{les.tumor_volume_ml:.2f} ml")
         judged = verdict.judge(((les.id, les.min_margin_mm, les.uncertainty_mm)
                                 for les in margin.lesions), settings.threshold_mm,
-                               reg.uncertainty_mm)
+                               reg.uncertainty_mm, reg.caveat)
         assert inputs.hashes is not None
         report = build_report(
             margin, judged, command=req.command, inputs=req.input_paths(),

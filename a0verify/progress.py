@@ -82,10 +82,6 @@ class Progress:
                 self._write(f"\r\033[Ka0verify: {label:<34} {el:6.1f} s {_SPIN[i % 4]}")
                 i += 1
 
-    def total_seconds(self) -> float:
-        """Seconds since this reporter was made."""
-        return time.perf_counter() - self._t0
-
 
 def silent() -> Progress:
     """A reporter that prints nothing (API calls, tests)."""

@@ -8,6 +8,10 @@
 where u is the combined 95 % half-width (mm) of discretisation and registration uncertainty.
 With u = 0 this reduces to the plain rule of DESIGN.md section 5. The case verdict is the worst
 lesion verdict in the order A0 < indeterminate < insufficient < incomplete.
+
+A ``caveat`` (e.g. "registration unreliable: restarts disagree by 2.4 mm near the zone") is
+never silent: it is appended to the reason, and it turns an ``A0`` into ``indeterminate`` (an A0
+verdict is the one that ends the treatment, so it must not rest on weak evidence).
 """
 
 from __future__ import annotations
@@ -31,9 +35,19 @@ def combine_uncertainty(*half_widths_mm: float) -> float:
     return math.sqrt(sum(float(u) ** 2 for u in half_widths_mm))
 
 
-def classify(mam_mm: float, threshold_mm: float, uncertainty_mm: float = 0.0) -> Verdict:
-    """Classify one lesion from its minimal ablative margin (mm, positive = inside the zone)."""
-    u = max(0.0, float(uncertainty_mm))
+def classify(mam_mm: float, threshold_mm: float, uncertainty_mm: float = 0.0,
+             caveat: str | None = None) -> Verdict:
+    """Classify one lesion from its minimal ablative margin (mm, positive = inside the zone);
+    ``caveat``: see the module docstring."""
+    v = _classify(mam_mm, threshold_mm, max(0.0, float(uncertainty_mm)))
+    if not caveat:
+        return v
+    if v.verdict == "A0":
+        return Verdict("indeterminate", f"{v.reason}, but {caveat}")
+    return Verdict(v.verdict, f"{v.reason} ({caveat})")
+
+
+def _classify(mam_mm: float, threshold_mm: float, u: float) -> Verdict:
     lo, hi = mam_mm - u, mam_mm + u
     if lo >= threshold_mm:
         return Verdict("A0", f"minimal margin {mam_mm:.1f} mm >= {threshold_mm:g} mm")
@@ -90,14 +104,16 @@ class CaseVerdict:
 
 
 def judge(margins: Iterable[tuple[int, float, float]], threshold_mm: float,
-          registration_uncertainty_mm: float = 0.0) -> CaseVerdict:
+          registration_uncertainty_mm: float = 0.0,
+          registration_caveat: str | None = None) -> CaseVerdict:
     """Stage ``verdict``: classify each lesion ``(id, MAM mm, discretisation half-width mm)``
-    with the registration half-width (mm) combined in quadrature, and the case. Raises
-    ValueError without lesions."""
+    with the registration half-width (mm) combined in quadrature, and the case;
+    ``registration_caveat`` (e.g. "registration unreliable: ...") goes to every lesion's
+    :func:`classify`. Raises ValueError without lesions."""
     out = []
     for lid, mam, u_disc in margins:
         u = combine_uncertainty(u_disc, registration_uncertainty_mm)
-        v = classify(mam, threshold_mm, u)
+        v = classify(mam, threshold_mm, u, registration_caveat)
         out.append(LesionVerdict(int(lid), float(mam), v.verdict, v.reason, u, float(u_disc)))
     if not out:
         raise ValueError("no lesions to judge")

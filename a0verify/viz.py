@@ -47,9 +47,8 @@ def zone_mesh(ablation: sitk.Image, max_voxels: int = 4_000_000) -> tuple[F64, n
     from scipy import ndimage
     from skimage.measure import marching_cubes
 
-    from a0verify.report.slicer import nonzero_box
 
-    box = nonzero_box(ablation, pad=2)
+    box = geometry.mask_box(ablation, pad=2)
     arr = sitk.GetArrayFromImage(geometry.crop(ablation, box)) != 0
     if not arr.any():
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)

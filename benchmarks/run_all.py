@@ -4,7 +4,7 @@ Each ``bench_<area>.py`` prints its table and writes ``RESULTS_<area>.md`` besid
 this script runs them one after another (never in parallel: timings need the machine to
 themselves) and concatenates the tables, with the machine facts, into ``RESULTS.md``.
 
-Usage: python benchmarks/run_all.py [area ...]     (default: all areas; e.g. registration_0.8mm)
+Usage: python benchmarks/run_all.py [area ...]     (default: all areas; e.g. registration)
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["margin", "registration", "registration_0.8mm", "segmentation", "report", "batch"]
+ORDER = ["margin", "registration", "segmentation", "report", "batch"]
 #: areas run by another area's script with extra arguments
-VARIANTS = {"registration_0.8mm": ("registration", ["--slice-mm", "0.8"])}
+VARIANTS: dict[str, tuple[str, list[str]]] = {}
 
 
 def main(argv: list[str]) -> int:

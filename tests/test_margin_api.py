@@ -296,28 +296,24 @@ def test_empty_masks_raise_input_error() -> None:
 
 
 # --------------------------------------------------------------------------- outputs
-def test_write_margin_map_and_surface_mesh(tmp_path: Path) -> None:
+def test_surface_vtk_read_by_pyvista(tmp_path: Path) -> None:
+    """The report's tumour_surface.vtk writer (the only one) read back by an independent reader
+    (pyvista/VTK): vertices in LPS mm, per-vertex ``margin_mm`` and ``lesion_id``; no temporary
+    file left behind."""
     pv = pytest.importorskip("pyvista")
-    from a0verify.margin.outputs import write_margin_map, write_surface_mesh
+    from a0verify.report.slicer import Surface, write_surface_vtk
 
     rng = np.random.default_rng(1)
     tum, abl, _ = analytic_case(rng, (0.8, 0.8, 1.6), False, "sphere_in_ellipsoid")
     res = compute_margin(tum, abl)
-    p = write_margin_map(res, tmp_path / "margin_map.nrrd")
-    back = sitk.ReadImage(str(p))
-    assert back.GetPixelID() == sitk.sitkFloat32
-    assert geometry.same_grid(back, res.margin_map)  # type: ignore[arg-type]
-    assert res.margin_map is not None
-    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(back),
-                                  sitk.GetArrayViewFromImage(res.margin_map))
-    for suffix in (".vtp", ".vtk"):
-        m = write_surface_mesh(res.lesions, tmp_path / f"surface{suffix}")
-        mesh = pv.read(str(m))
-        s = res.lesions[0].surface
-        assert s is not None
-        np.testing.assert_allclose(mesh.points, s.vertices_lps, atol=1e-4)
-        np.testing.assert_allclose(mesh.point_data["margin_mm"], s.margin_mm, atol=1e-4)
-        assert set(np.unique(mesh.point_data["lesion_id"])) == {res.lesions[0].id}
-    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
-    with pytest.raises(InputError):
-        write_surface_mesh(res.lesions, tmp_path / "surface.stl")
+    s = res.lesions[0].surface
+    assert s is not None
+    m = write_surface_vtk(tmp_path / "surface.vtk",
+                          [Surface(res.lesions[0].id, np.asarray(s.vertices_lps, float),
+                                   np.asarray(s.faces, np.int64), np.asarray(s.margin_mm, float))])
+    mesh = pv.read(str(m))
+    np.testing.assert_allclose(mesh.points, s.vertices_lps, atol=1e-3)
+    np.testing.assert_allclose(mesh.point_data["margin_mm"], s.margin_mm, atol=1e-3)
+    assert set(np.unique(mesh.point_data["lesion_id"])) == {res.lesions[0].id}
+    assert mesh.n_cells == len(s.faces)
+    assert not list(tmp_path.glob(".*"))

@@ -21,16 +21,20 @@ from click.testing import CliRunner
 from a0verify import geometry
 from a0verify.errors import InputError, RegistrationError
 from a0verify.registration import (
+    LADDER,
+    RegistrationMasks,
     RegistrationResult,
+    RegistrationSettings,
+    elastix,
     elastix_backend,
+    initial,
+    qa,
     register,
+    roi,
     write_registration_outputs,
 )
 from a0verify.registration.synthetic import tre_stats
 from a0verify.transfer import tumor_levelsets_to_post
-
-# the module (the package attribute ``register`` is the function)
-R = importlib.import_module("a0verify.registration.register")
 
 HCC048 = Path(__file__).resolve().parents[2] / "shared" / "data" / "hcc048" / "HCC048_portal_venous"
 needs_hcc048 = pytest.mark.skipif(not HCC048.is_dir(),
@@ -44,20 +48,20 @@ def test_landmark_init_recovers_rigid() -> None:
     t = np.array([5.0, -7.0, 2.0])
     f = rng.uniform(-60, 60, size=(6, 3))
     m = f @ rot.T + t
-    tx = R._landmark_init((f, m), np.array([10.0, 0.0, -5.0]))
+    tx = initial.landmark_start((f, m), np.array([10.0, 0.0, -5.0]))
     q = rng.uniform(-50, 50, size=(5, 3))
     got = np.array([tx.TransformPoint(tuple(p)) for p in q])
     np.testing.assert_allclose(got, q @ rot.T + t, atol=1e-9)
-    one = R._landmark_init(([[0.0, 0.0, 0.0]], [[1.0, 2.0, 3.0]]), np.zeros(3))
+    one = initial.landmark_start(([[0.0, 0.0, 0.0]], [[1.0, 2.0, 3.0]]), np.zeros(3))
     np.testing.assert_allclose(one.TransformPoint((5.0, 5.0, 5.0)), (6.0, 7.0, 8.0))
     with pytest.raises(InputError):
-        R._landmark_init(([[0.0, 0.0, 0.0]], [[1.0, 2.0, 3.0], [1, 1, 1]]), np.zeros(3))
+        initial.landmark_start(([[0.0, 0.0, 0.0]], [[1.0, 2.0, 3.0], [1, 1, 1]]), np.zeros(3))
 
 
 def test_euler_composition_matches_sitk_composite() -> None:
     a = sitk.Euler3DTransform((1.0, 2.0, 3.0), 0.05, -0.02, 0.1, (3.0, -1.0, 2.0))
     b = sitk.Euler3DTransform((-4.0, 0.0, 7.0), -0.03, 0.04, 0.02, (-2.0, 5.0, 1.0))
-    c = R._compose_rigid(a, b)
+    c = initial.compose_rigid(a, b)
     comp = sitk.CompositeTransform([a, b])
     for p in [(0.0, 0.0, 0.0), (50.0, -20.0, 10.0), (-30.0, 40.0, -60.0)]:
         np.testing.assert_allclose(c.TransformPoint(p), comp.TransformPoint(p), atol=1e-9)
@@ -66,11 +70,11 @@ def test_euler_composition_matches_sitk_composite() -> None:
 
 def test_method_none_and_bad_method() -> None:
     img = geometry.make_grid([8, 8, 8], [1, 1, 1], pixel_type=sitk.sitkFloat32)
-    res = register(img, img, method="none")
+    res = register(img, img, settings=RegistrationSettings(method="none"))
     assert isinstance(res, RegistrationResult) and res.method == "none"
     json.dumps(res.to_dict())
     with pytest.raises(InputError):
-        register(img, img, method="affine")
+        RegistrationSettings(method="affine")
 
 
 def test_write_outputs_atomic_roundtrip(tmp_path: Path) -> None:
@@ -110,29 +114,31 @@ def test_bspline_conversion_matches_transformix_and_is_deterministic(tmp_path: P
     """Our SimpleITK rebuild of elastix's initial o rigid o B-spline result equals transformix's
     own deformation field (independent implementation); repeat runs agree."""
     case = _phantom_pair()
-    f = R._prep(case.post)
-    m = R._prep(case.pre)
+    f = initial.prepare(case.post)
+    m = initial.prepare(case.pre)
     zone = sitk.Cast(case.ablation, sitk.sitkUInt8)
     init = sitk.Euler3DTransform((-40.0, 0.0, 0.0), 0.01, -0.02, 0.03, (1.0, -2.0, 0.5))
-    f_roi, f_mask, m_roi, _ = R._roi_and_masks(f, m, zone, None, None, None, init, 30.0)
+    region = roi.roi_and_masks(f, m, init, 30.0, zone=zone)
+    f_roi, f_mask, m_roi = region.fixed, region.fixed_mask, region.moving
     assert f_mask is not None
-    maps = [R._elastix_map(R.parameter_file("rigid"), {"MaximumNumberOfIterations": ["30"]}),
-            R._elastix_map(R.parameter_file("bspline"), {"MaximumNumberOfIterations": ["30"]})]
-    run = R._run_elastix(f_roi, m_roi, f_mask, None, init, maps)
+    few = {"MaximumNumberOfIterations": ["30"]}
+    maps = [elastix.load_map(elastix.parameter_file("rigid"), few),
+            elastix.load_map(elastix.parameter_file("bspline"), few)]
+    run = elastix.run_elastix(f_roi, m_roi, f_mask, None, init, maps)
     # seeded samplers: a repeat run gives the same transform (up to the floating-point
     # summation order of the 2 threads, ~1e-10)
-    again = R._run_elastix(f_roi, m_roi, f_mask, None, init, maps)
-    fa = sitk.GetArrayFromImage(R._field(run.transform, f_roi, 4.0)[0])
-    fb = sitk.GetArrayFromImage(R._field(again.transform, f_roi, 4.0)[0])
+    again = elastix.run_elastix(f_roi, m_roi, f_mask, None, init, maps)
+    fa = sitk.GetArrayFromImage(qa.displacement_field(run.transform, f_roi, 4.0)[0])
+    fb = sitk.GetArrayFromImage(qa.displacement_field(again.transform, f_roi, 4.0)[0])
     np.testing.assert_allclose(fa, fb, atol=1e-6)
-    elastix = elastix_backend.load()  # the same classes as ``itk.*``, without the 17 s load
-    tpo = elastix.parameter_object()
+    elx_classes = elastix_backend.load()  # the same classes as ``itk.*``, without the 17 s load
+    tpo = elx_classes.parameter_object()
     for pm in run.elastix_maps:
         tpo.AddParameterMap(pm)
     for i in range(1, tpo.GetNumberOfParameterMaps()):  # chain maps as transformix expects
         tpo.SetParameter(i, "InitialTransformParameterFileName", "NoInitialTransform")
     transformix = importlib.import_module("itk.itkTransformixFilterPython") \
-        .itkTransformixFilterIF3.New(elastix.image(m_roi))
+        .itkTransformixFilterIF3.New(elx_classes.image(m_roi))
     transformix.SetTransformParameterObject(tpo)
     transformix.SetComputeDeformationField(True)
     transformix.SetLogToConsole(False)
@@ -161,10 +167,10 @@ def test_phantom_deformable_tre() -> None:
     from a0verify.phantom import post_to_pre
 
     case = _phantom_pair()
-    res = register(case.post, case.pre, method="deformable", focus_mask=case.ablation,
-                   threads=2, restarts=0)
+    res = register(case.post, case.pre, RegistrationMasks(zone=case.ablation),
+                   RegistrationSettings(threads=2, restarts=0))
     zone = sitk.Cast(case.ablation, sitk.sitkUInt8)
-    near = R._dilate(zone, 20.0) & (case.post > -500)
+    near = roi.dilate(zone, 20.0) & (case.post > -500)
 
     def truth(p: np.ndarray) -> np.ndarray:
         return post_to_pre(p, case.spec)
@@ -203,9 +209,9 @@ def test_garbage_moving_raises_registration_error() -> None:
     noise = geometry.array_to_image(
         rng.normal(0, 300, sitk.GetArrayViewFromImage(case.pre).shape).astype(np.float32),
         case.pre)
-    with pytest.raises(RegistrationError, match="attempt"):
-        register(case.post, noise, method="rigid", focus_mask=case.ablation, restarts=0,
-                 max_attempts=2, threads=2)
+    with pytest.raises(RegistrationError, match=r"attempt|overlap"):
+        register(case.post, noise, RegistrationMasks(zone=case.ablation),
+                 RegistrationSettings(method="rigid", restarts=0, ladder=LADDER[:2], threads=2))
 
 
 @pytest.fixture(scope="module")
@@ -228,10 +234,10 @@ def test_real_anatomy_tre_and_mam(hcc048_ct: sitk.Image, seed: int, tmp_path: Pa
     from a0verify.registration.synthetic import make_ct_pair
 
     pair = make_ct_pair(hcc048_ct, seed=seed)
-    res = register(pair.post, pair.pre, method="deformable", focus_mask=pair.ablation,
-                   moving_exclude_mask=pair.tumor, threads=2)
+    res = register(pair.post, pair.pre, RegistrationMasks(zone=pair.ablation, tumor=pair.tumor),
+                   RegistrationSettings(threads=2))
     zone = sitk.Cast(pair.ablation, sitk.sitkUInt8)
-    near = R._dilate(zone, 25.0) & (pair.post > -400)
+    near = roi.dilate(zone, 25.0) & (pair.post > -400)
     tre = tre_stats(pair.true_post_to_pre, res.transform, near, step=3)
     tre_zone = tre_stats(pair.true_post_to_pre, res.transform, zone, step=2)
     assert tre["mean"] <= 1.0 and tre["p95"] <= 1.5, tre
@@ -285,10 +291,10 @@ def test_committed_testdata_tre_and_mam(case_id: str) -> None:
     pre = read_image(d / "pre.nii.gz")
     tumor = read_mask(d / "tumor.nii.gz")
     abl = read_mask(d / "ablation.nii.gz", reference=post)
-    res = register(post, pre, method="deformable", focus_mask=abl, moving_exclude_mask=tumor,
-                   threads=2)
+    res = register(post, pre, RegistrationMasks(zone=abl, tumor=tumor),
+                   RegistrationSettings(threads=2))
     zone = sitk.Cast(abl, sitk.sitkUInt8)
-    near = R._dilate(zone, 20.0) & (post > -500)
+    near = roi.dilate(zone, 20.0) & (post > -500)
 
     def true_map(p: np.ndarray) -> np.ndarray:
         return post_to_pre(p, spec)

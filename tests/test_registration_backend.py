@@ -6,7 +6,6 @@ a forked worker the very same maps as one run in this process.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -18,9 +17,8 @@ import pytest
 import SimpleITK as sitk
 
 from a0verify import geometry, parallel
-from a0verify.registration import elastix_backend
+from a0verify.registration import elastix, elastix_backend, initial, roi
 
-R = importlib.import_module("a0verify.registration.register")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -78,20 +76,21 @@ def test_image_conversion_keeps_voxels_and_oblique_geometry() -> None:
 
 # --------------------------------------------------------------------------- slow: elastix
 _SMALL_RUN = """
-import importlib, json
+import json
 import SimpleITK as sitk
 from a0verify.phantom import PhantomSpec, make_phantom
-R = importlib.import_module("a0verify.registration.register")
-from a0verify import parallel; parallel.limit_threads(1)
+from a0verify import parallel
+from a0verify.registration import elastix, elastix_backend, initial, roi
+parallel.limit_threads(1)
 case = make_phantom(PhantomSpec(seed=2))
-f, m = R._prep(case.post), R._prep(case.pre)
+f, m = initial.prepare(case.post), initial.prepare(case.pre)
 zone = sitk.Cast(case.ablation, sitk.sitkUInt8)
 init = sitk.Euler3DTransform((-40.0, 0.0, 0.0), 0.01, -0.02, 0.03, (1.0, -2.0, 0.5))
-f_roi, f_mask, m_roi, _ = R._roi_and_masks(f, m, zone, None, None, None, init, 30.0)
-maps = [R._elastix_map(R.parameter_file("rigid"), {"MaximumNumberOfIterations": ["20"]}),
-        R._elastix_map(R.parameter_file("bspline"), {"MaximumNumberOfIterations": ["20"]})]
-out, _ = R._elastix_maps(f_roi, m_roi, f_mask, None, init, maps)
-print(json.dumps({"fast": R.elastix_backend.load().fast,
+region = roi.roi_and_masks(f, m, init, 30.0, zone=zone)
+maps = [elastix.load_map(elastix.parameter_file("rigid"), {"MaximumNumberOfIterations": ["20"]}),
+        elastix.load_map(elastix.parameter_file("bspline"), {"MaximumNumberOfIterations": ["20"]})]
+out, _ = elastix.run_maps(region.fixed, region.moving, region.fixed_mask, None, init, maps)
+print(json.dumps({"fast": elastix_backend.load().fast,
                   "params": [pm["TransformParameters"] for pm in out]}))
 """
 
@@ -115,18 +114,20 @@ def test_restart_in_worker_equals_restart_in_process() -> None:
     from a0verify.phantom import PhantomSpec, make_phantom
 
     case = make_phantom(PhantomSpec(seed=2))
-    f, m = R._prep(case.post), R._prep(case.pre)
+    f, m = initial.prepare(case.post), initial.prepare(case.pre)
     zone = sitk.Cast(case.ablation, sitk.sitkUInt8)
     init = sitk.Euler3DTransform((-40.0, 0.0, 0.0), 0.01, -0.02, 0.03, (1.0, -2.0, 0.5))
-    f_roi, f_mask, m_roi, _ = R._roi_and_masks(f, m, zone, None, None, None, init, 30.0)
-    maps = [R._elastix_map(R.parameter_file("rigid"), {"MaximumNumberOfIterations": ["30"]}),
-            R._elastix_map(R.parameter_file("bspline"), {"MaximumNumberOfIterations": ["30"]})]
-    rinit = R._perturb(init, 2.0, 1.0)
-    job = parallel.run_in_worker("restart", R._restart_job, f_roi, m_roi, f_mask, None, rinit,
+    region = roi.roi_and_masks(f, m, init, 30.0, zone=zone)
+    f_roi, f_mask, m_roi = region.fixed, region.fixed_mask, region.moving
+    few = {"MaximumNumberOfIterations": ["30"]}
+    maps = [elastix.load_map(elastix.parameter_file("rigid"), few),
+            elastix.load_map(elastix.parameter_file("bspline"), few)]
+    rinit = initial.perturb(init, 2.0, 1.0)
+    job = parallel.run_in_worker("restart", elastix.run_job, f_roi, m_roi, f_mask, None, rinit,
                                  maps, 1)
     status, in_worker, _ = job.result()
     assert job.where == "worker"
-    status_here, here, _ = R._restart_job(f_roi, m_roi, f_mask, None, rinit, maps, 1)
+    status_here, here, _ = elastix.run_job(f_roi, m_roi, f_mask, None, rinit, maps, 1)
     assert status == status_here == "ok"
     assert [pm["TransformParameters"] for pm in in_worker] == \
         [pm["TransformParameters"] for pm in here]
@@ -134,7 +135,7 @@ def test_restart_in_worker_equals_restart_in_process() -> None:
     tiny = sitk.Image(f_mask.GetSize(), sitk.sitkUInt8)
     tiny.CopyInformation(f_mask)
     tiny[tuple(s // 2 for s in f_mask.GetSize())] = 1
-    bad = parallel.run_in_worker("restart", R._restart_job, f_roi, m_roi, tiny, None, rinit,
+    bad = parallel.run_in_worker("restart", elastix.run_job, f_roi, m_roi, tiny, None, rinit,
                                  maps, 1)
     status, msg, _ = bad.result()
     assert status == "failed" and msg

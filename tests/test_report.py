@@ -432,7 +432,8 @@ def test_slicer_segmentation(case: dict[str, Any]) -> None:
 
 
 def test_slicer_mesh_markups_map_qa(case: dict[str, Any]) -> None:
-    from a0verify.report.slicer import read_markups_lps, read_surface_vtk
+    from a0verify.io.markups import read_markups_lps
+    from a0verify.report.slicer import read_surface_vtk
 
     d, r, m = case["dir"], case["report"], case["margin"]
     vtk_path = d / r["outputs"]["tumor_surface"]
@@ -664,10 +665,11 @@ def test_two_lesions(tmp_path: Path) -> None:
     """Two tumour labels: one segment, one mesh part and one thinnest point per lesion; the
     figures follow the worse lesion."""
     from a0verify.io import write_json_atomic
+    from a0verify.io.markups import read_markups_lps
     from a0verify.margin import compute_margin
     from a0verify.report import validate_report, write_case_outputs
     from a0verify.report.model import build_report
-    from a0verify.report.slicer import read_markups_lps, read_segmentation, read_surface_vtk
+    from a0verify.report.slicer import read_segmentation, read_surface_vtk
 
     g = geometry.make_grid([64, 48, 20], [1.0, 1.0, 2.0], center_lps=[0.0, 0.0, 0.0])
     pts = geometry.voxel_centers_lps(g).reshape(-1, 3)

@@ -28,3 +28,15 @@ def test_worst_and_combination():
     assert worst(["A0", "incomplete"]) == "incomplete"
     assert worst(["A0"]) == "A0"
     assert combine_uncertainty(0.3, 0.4) == pytest.approx(0.5)
+
+
+def test_caveat_is_never_silent_and_blocks_a0():
+    """A registration caveat stops an A0 (the verdict that ends treatment) and is named in the
+    reason of every verdict; without a caveat nothing changes."""
+    note = "registration unreliable: restarts disagree by 2.4 mm near the zone"
+    v = classify(8.0, 5.0, 1.0, caveat=note)
+    assert v.verdict == "indeterminate" and note in v.reason and "8.0" in v.reason
+    for mam, expected in ((-4.0, "incomplete"), (2.5, "insufficient"), (4.9, "indeterminate")):
+        v = classify(mam, 5.0, 1.0, caveat=note)
+        assert v.verdict == expected and note in v.reason
+    assert classify(8.0, 5.0, 1.0, caveat=None) == classify(8.0, 5.0, 1.0)

@@ -42,13 +42,19 @@ def register(fixed_path: Path, moving_path: Path, out_dir: Path, method: str,
 
     Writes DIR/transform.h5 (maps post-space LPS points to pre-space points, ITK convention),
     DIR/qa_checkerboard.nrrd, DIR/qa_difference.nrrd and DIR/registration.json (metrics,
-    uncertainty_mm, warnings, parameter files, timings). Exit code 3 when registration fails its
-    checks after retries.
+    uncertainty_mm and its terms, reliable / reliability_notes, warnings, parameter files,
+    timings). Exit code 3, with one line saying why, when the pair cannot be registered: the
+    scans show different regions, do not overlap around the zone, or every attempt failed its
+    checks.
     """
     from a0verify.errors import InputError
     from a0verify.io import read_image, read_mask, write_json_atomic
+    from a0verify.registration import (
+        RegistrationMasks,
+        RegistrationSettings,
+        write_registration_outputs,
+    )
     from a0verify.registration import register as run_registration
-    from a0verify.registration import write_registration_outputs
 
     if len(fixed_points) != len(moving_points):
         raise InputError("--fixed-point and --moving-point must be given the same number of times")
@@ -62,9 +68,10 @@ def register(fixed_path: Path, moving_path: Path, out_dir: Path, method: str,
     tumor = read_mask(tumor_path, what="tumour mask") if tumor_path else None
     liver = read_mask(liver_path, what="liver mask") if liver_path else None
     landmarks = (fixed_points, moving_points) if fixed_points else None
-    result = run_registration(fixed, moving, method=method, focus_mask=zone, roi_pad_mm=roi_pad_mm,
-                              threads=threads, moving_exclude_mask=tumor, liver_mask=liver,
-                              landmarks=landmarks, seed=seed)
+    result = run_registration(
+        fixed, moving,
+        RegistrationMasks(zone=zone, tumor=tumor, liver=liver, landmarks=landmarks),
+        RegistrationSettings(method=method, roi_pad_mm=roi_pad_mm, threads=threads, seed=seed))
     paths = write_registration_outputs(result, out_dir)
     summary = result.to_dict()
     summary["inputs"] = {"fixed": str(fixed_path), "moving": str(moving_path),
@@ -73,7 +80,8 @@ def register(fixed_path: Path, moving_path: Path, out_dir: Path, method: str,
                          "liver": str(liver_path) if liver_path else None}
     summary["outputs"] = {k: p.name for k, p in paths.items()}
     write_json_atomic(Path(out_dir) / "registration.json", summary)
-    click.echo(f"{method} registration: uncertainty {result.uncertainty_mm:.2f} mm, "
+    trust = "" if result.reliable else " (UNRELIABLE near the zone)"
+    click.echo(f"{method} registration: uncertainty {result.uncertainty_mm:.2f} mm{trust}, "
                f"{len(result.warnings)} warning(s); outputs in {out_dir}")
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)

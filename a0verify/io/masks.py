@@ -8,8 +8,6 @@ comparing the two in physical space (never by array shape).
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,72 +20,7 @@ from a0verify.errors import InputError
 from a0verify.io.dicom import SEG_STORAGE, _floats, _normal, _quiet, is_dicom_seg
 from a0verify.io.images import check_volume, read_image
 from a0verify.io.rawcheck import native_stderr_captured
-
-
-@dataclass(frozen=True)
-class SegmentInfo:
-    """One segment of a mask file: its label value in the returned label image and its name."""
-
-    label: int
-    name: str
-
-
-# ----------------------------------------------------------------------------------------------
-# Slicer .seg.nrrd
-
-_SEG_KEY = re.compile(r"^Segment(\d+)_(\w+)$")
-
-
-def _slicer_segments(img: sitk.Image) -> dict[int, dict[str, str]]:
-    segs: dict[int, dict[str, str]] = {}
-    for key in img.GetMetaDataKeys():
-        m = _SEG_KEY.match(key)
-        if m:
-            segs.setdefault(int(m.group(1)), {})[m.group(2)] = img.GetMetaData(key)
-    return segs
-
-
-def slicer_seg_to_labels(img: sitk.Image, path: Path,
-                         warnings: list[str] | None = None) -> tuple[sitk.Image, list[SegmentInfo]]:
-    """Turn a 3D Slicer segmentation (``SegmentN_*`` metadata; one or several layers) into a label
-    image. One layer: labels are Slicer's ``LabelValue``. Several layers (overlapping segments):
-    segment i gets label i + 1 and overlaps are resolved in favour of the later segment (warned).
-    """
-    segs = _slicer_segments(img)
-    ncomp = img.GetNumberOfComponentsPerPixel()
-    arr = sitk.GetArrayFromImage(img)
-    if ncomp == 1:
-        arr = arr[..., None]
-    ordered = sorted(segs.items())
-    infos: list[SegmentInfo] = []
-    if ncomp == 1:
-        out = np.zeros(arr.shape[:3], np.uint16)
-        for i, (_, meta) in enumerate(ordered):
-            value = int(meta.get("LabelValue", i + 1))
-            out[arr[..., 0] == value] = value
-            infos.append(SegmentInfo(value, meta.get("Name", f"Segment_{i + 1}")))
-    else:
-        out = np.zeros(arr.shape[:3], np.uint16)
-        overlap = 0
-        for i, (_, meta) in enumerate(ordered):
-            layer = int(meta.get("Layer", i))
-            value = int(meta.get("LabelValue", 1))
-            if not 0 <= layer < ncomp:
-                raise InputError(f"{path}: segment {meta.get('Name', i)} refers to layer {layer} "
-                                 f"but the file has {ncomp}")
-            sel = arr[..., layer] == value
-            overlap += int(np.count_nonzero(sel & (out > 0)))
-            out[sel] = i + 1
-            infos.append(SegmentInfo(i + 1, meta.get("Name", f"Segment_{i + 1}")))
-        if overlap and warnings is not None:
-            warnings.append(f"{path}: {overlap} voxel(s) belong to several segments; "
-                            "the later segment was kept")
-    res = sitk.GetImageFromArray(out)
-    res.SetOrigin(img.GetOrigin())
-    res.SetSpacing(img.GetSpacing())
-    res.SetDirection(img.GetDirection())
-    return res, infos
-
+from a0verify.io.slicerseg import SegmentInfo, is_slicer_segmentation, slicer_seg_to_labels
 
 # ----------------------------------------------------------------------------------------------
 # DICOM SEG
@@ -335,7 +268,7 @@ def read_mask_with_segments(path: str | os.PathLike[str], *, what: str = "mask",
         img, infos = read_dicom_seg(p, warnings)
     else:
         raw = _read_raw_mask(p, what, warnings)
-        if _slicer_segments(raw):
+        if is_slicer_segmentation(raw):
             img, infos = slicer_seg_to_labels(raw, p, warnings)
         else:
             img = read_image(p, what=what, warnings=warnings) if raw is None else raw
@@ -360,7 +293,7 @@ def _read_raw_mask(p: Path, what: str, warnings: list[str] | None) -> sitk.Image
             img = sitk.ReadImage(str(p))
     except RuntimeError:
         return read_image(p, what=what, warnings=warnings)  # raises a one-line InputError
-    if _slicer_segments(img):
+    if is_slicer_segmentation(img):
         if img.GetDimension() != 3:
             raise InputError(f"{p}: {what} is {img.GetDimension()}-D, a 3-D volume is required")
         return img

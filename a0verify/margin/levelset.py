@@ -79,17 +79,6 @@ class LevelSet:
         f[:, 0] /= self.dist_step
         return core.trilinear(self.distance, np.ascontiguousarray(f), outside)
 
-    def covers(self, pts: F64) -> bool:
-        """True when every LPS point lies within the sampled lattice."""
-        f = self.lattice.lps_to_index(pts)
-        shape = np.asarray(self.values.shape) - 1
-        return bool(np.all((f >= 0) & (f <= shape)))
-
-    def has_surface(self) -> bool:
-        """True when the level set changes sign (a zero level exists)."""
-        v = self.values
-        return bool(v.max() > 0 > v.min())
-
 
 def mask_level(mask: npt.NDArray[np.bool_], grid: sitk.Image, lo_zyx: npt.ArrayLike
                ) -> LevelSet:

@@ -13,8 +13,6 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from a0verify.margin import core
-
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -39,10 +37,6 @@ class SurfaceMesh:
     vertices_lps: F64  # (N, 3)
     faces: I64  # (M, 3) vertex indices
     margin_mm: F64  # (N,)
-
-    def face_areas(self) -> F64:
-        """Area of every face in mm^2."""
-        return core.face_areas_normals(self.vertices_lps, self.faces)[0]
 
 
 @dataclass

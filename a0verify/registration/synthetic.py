@@ -94,7 +94,8 @@ class SyntheticPair:
         return float(sd.min())
 
 
-def _random_rotation(rng: np.random.Generator, angle_deg: float) -> F64:
+def random_rotation(rng: np.random.Generator, angle_deg: float) -> F64:
+    """Rotation matrix of ``angle_deg`` about a random axis (drawn from ``rng``)."""
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
     a = math.radians(angle_deg)
@@ -107,7 +108,7 @@ def _center_of(img: sitk.Image) -> F64:
     return geometry.index_to_lps(img, (size - 1) / 2.0)
 
 
-def _box_centers(img: sitk.Image, box: geometry.IndexBox) -> F64:
+def box_points(img: sitk.Image, box: geometry.IndexBox) -> F64:
     """LPS centres (z, y, x, 3) of the voxels of ``img`` inside ``box``."""
     zz, yy, xx = np.meshgrid(*[np.arange(lo, hi) for lo, hi in zip(box.lo_zyx, box.hi_zyx,
                                                                       strict=True)],
@@ -140,7 +141,7 @@ def make_ct_pair(
     base = sitk.Cast(ct, sitk.sitkFloat32)
     base = sitk.Clamp(base, sitk.sitkFloat32, -1024.0, 3071.0)
     c = _center_of(base)
-    rot = _random_rotation(rng, rot_deg)
+    rot = random_rotation(rng, rot_deg)
     t_dir = rng.normal(size=3)
     t = trans_mm * t_dir / np.linalg.norm(t_dir)
 
@@ -185,7 +186,7 @@ def make_ct_pair(
     tbox = geometry.roi_box_around_lps(base, tc[None], tumor_radius_mm + 3.0)
     if tbox.empty:
         raise ValueError("lesion centre lies outside the CT volume")
-    r = np.linalg.norm(_box_centers(base, tbox) - tc, axis=-1)
+    r = np.linalg.norm(box_points(base, tbox) - tc, axis=-1)
     frac = np.clip(tumor_radius_mm + 0.5 - r, 0.0, 1.0)  # ~0.5 mm soft edge (partial volume)
     pre_arr[tbox.slices] -= 45.0 * frac.astype(np.float32)
     tumor_arr[tbox.slices] = r <= tumor_radius_mm
@@ -198,9 +199,9 @@ def make_ct_pair(
     c_post = pair.true_pre_to_post(tc[None])[0]
     b = tumor_radius_mm + margin_mm
     axes = np.array([b + 6.0, b, b + 3.0])
-    zrot = _random_rotation(rng, float(rng.uniform(10, 40)))
+    zrot = random_rotation(rng, float(rng.uniform(10, 40)))
     box = geometry.roi_box_around_lps(base, c_post[None], float(axes.max()) + 8.0)
-    sd = ellipsoid_sd_grid(_box_centers(base, box), c_post, axes, zrot)
+    sd = ellipsoid_sd_grid(box_points(base, box), c_post, axes, zrot)
     sub = post_arr[box.slices]
     rim = (sd < 0) & (sd >= -1.5)
     sub[rim] = np.maximum(sub[rim], 125.0)

@@ -21,7 +21,8 @@ import SimpleITK as sitk
 from a0verify import geometry
 from a0verify.errors import InputError
 from a0verify.io import atomic_path, write_json_atomic
-from a0verify.io.markups import read_markups_lps  # noqa: F401 (the reader lives in io)
+from a0verify.io.slicerseg import SlicerSegment as Segment
+from a0verify.io.slicerseg import slicer_segment_layers
 
 F64 = npt.NDArray[np.float64]
 
@@ -30,27 +31,7 @@ TUMOR_RGB = (1.0, 0.85, 0.0)
 ABLATION_RGB = (0.2, 0.8, 0.2)
 
 
-@dataclass(frozen=True)
-class Segment:
-    """One Slicer segment: voxels equal to ``label`` in layer ``layer`` of the .seg.nrrd."""
-
-    name: str
-    layer: int
-    label: int
-    color_rgb: tuple[float, float, float]
-
-
 # --------------------------------------------------------------------------- segmentation
-def nonzero_box(mask: sitk.Image, pad: int = 1) -> geometry.IndexBox:
-    """Array-index box (z, y, x) of the nonzero voxels of ``mask`` padded by ``pad`` voxels
-    (clipped to the image). An all-zero mask gives a 1-voxel box at index 0."""
-    arr = sitk.GetArrayViewFromImage(mask)
-    box = geometry.nonzero_index_box(arr)
-    if box is None:
-        return geometry.IndexBox((0, 0, 0), (1, 1, 1))
-    return geometry.pad_box(box, pad, arr.shape)
-
-
 def write_segmentation(path: str | Path, ablation: sitk.Image,
                        tumor: sitk.Image | None = None) -> list[Segment]:
     """Write the ablation zone and the tumour (both on the post grid) as a Slicer ``.seg.nrrd``.
@@ -62,9 +43,9 @@ def write_segmentation(path: str | Path, ablation: sitk.Image,
     """
     if tumor is not None and not geometry.same_grid(tumor, ablation):
         raise ValueError("tumour and ablation masks must share the post grid")
-    box = nonzero_box(ablation)
+    box = geometry.mask_box(ablation)
     if tumor is not None:
-        box = geometry.union_box(box, nonzero_box(tumor))
+        box = geometry.union_box(box, geometry.mask_box(tumor))
     abl = sitk.GetArrayFromImage(geometry.crop(ablation, box)) != 0
     layers: list[npt.NDArray[np.uint8]] = []
     segments: list[Segment] = []
@@ -96,7 +77,7 @@ def write_structure_segmentation(path: str | Path, mask: sitk.Image, name: str,
     ``mask``'s lattice. The file reads back with :func:`a0verify.io.read_mask` (and with
     :func:`read_segmentation` when ``name`` is "ablation zone"), so a user can edit it in
     3D Slicer and pass it back as ``--ablation`` / ``--tumor``."""
-    box = nonzero_box(mask)
+    box = geometry.mask_box(mask)
     layer = (sitk.GetArrayFromImage(geometry.crop(mask, box)) != 0).astype(np.uint8)
     seg = Segment(name, 0, 1, color_rgb)
     _write_seg_nrrd(Path(path), [layer], geometry.crop(mask, box), [seg])
@@ -168,26 +149,12 @@ def read_segmentation(path: str | Path) -> tuple[dict[str, sitk.Image], list[Seg
         img = sitk.ReadImage(str(p))
     except RuntimeError:
         raise InputError(f"{p}: cannot read segmentation (not a NRRD file)") from None
-    segs: dict[int, dict[str, str]] = {}
-    for key in img.GetMetaDataKeys():
-        if key.startswith("Segment") and "_" in key:
-            head, field = key.split("_", 1)
-            if head[7:].isdigit():
-                segs.setdefault(int(head[7:]), {})[field] = img.GetMetaData(key)
-    segments = [Segment(m.get("Name", f"Segment_{i}"), int(m.get("Layer", 0)),
-                        int(m.get("LabelValue", 1)),
-                        tuple(float(c) for c in m.get("Color", "1 1 1").split()[:3]))  # type: ignore[arg-type]
-                for i, m in sorted(segs.items())]
-    arr = sitk.GetArrayFromImage(img)
-    if img.GetNumberOfComponentsPerPixel() == 1:
-        arr = arr[..., None]
+    segments, arr = slicer_segment_layers(img, p)
     out: dict[str, sitk.Image] = {}
     tum = np.zeros(arr.shape[:3], np.uint16)
     abl = np.zeros(arr.shape[:3], np.uint8)
     found_abl = False
     for s in segments:
-        if not 0 <= s.layer < arr.shape[-1]:
-            raise InputError(f"{p}: segment {s.name!r} refers to missing layer {s.layer}")
         sel = arr[..., s.layer] == s.label
         if s.name == "ablation zone":
             abl[sel] = 1
