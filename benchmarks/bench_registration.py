@@ -173,6 +173,7 @@ def evaluate(pair_dir: Path, result: Path) -> dict[str, Any]:
     import SimpleITK as sitk
 
     from a0verify import verdict
+    from a0verify.errors import InputError
     from a0verify.margin import compute_margin
     from a0verify.registration.roi import dilate, erode
     from a0verify.registration.synthetic import transform_points, tre_stats
@@ -203,8 +204,13 @@ def evaluate(pair_dir: Path, result: Path) -> dict[str, Any]:
     err = np.linalg.norm(transform_points(tx, surf) - pair.post_to_pre(surf), axis=1)
     row["tre_tumor"] = {"mean": float(err.mean()), "p95": float(np.percentile(err, 95)),
                         "max": float(err.max())}
-    margin = compute_margin(tumor_levelsets_to_post(pair.tumor, pair.post, tx), pair.ablation,
-                            THRESHOLD_MM)
+    try:
+        margin = compute_margin(tumor_levelsets_to_post(pair.tumor, pair.post, tx),
+                                pair.ablation, THRESHOLD_MM)
+    except InputError as exc:  # the pipeline stops here with exit 2 and this message
+        row.update(failed=str(exc), verdict="indeterminate", covered=True, band_mm=None,
+                   reason="no margin: " + str(exc))
+        return row
     les = margin.lesions[0]
     band = verdict.combine_uncertainty(les.uncertainty_mm, float(info["uncertainty_mm"]))
     v = verdict.classify(les.min_margin_mm, THRESHOLD_MM, band)
@@ -380,6 +386,9 @@ def main() -> int:
     ap.add_argument("--default-sources", default="hcc048,totalseg",
                     help="sources whose pairs also get the (slow) elastix default maps")
     ap.add_argument("--only", default=None, help="comma-separated pair names (debugging)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="re-score this run's a0verify rows with this checkout's band factors "
+                         "and reliability rules (from the evidence each registration recorded)")
     ap.add_argument("--fit", action="store_true",
                     help="only refit the band factors on the rows in --rows and print them")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -436,6 +445,8 @@ def main() -> int:
                       f"{row.get('band_mm') or 0:.2f} {row['verdict']}/{row['true_verdict']} "
                       f"near p95 {row.get('tre_near', {}).get('p95', float('nan')):.2f} "
                       f"wall {row['wall_s']:.0f}s {row.get('failed', '')}", flush=True)
+    if args.rescore:
+        rows = [rescore(r) for r in rows]
     for extra in (args.merge or "").split(","):
         if extra:
             seen = {(r["method"], r["pair"]) for r in rows}
@@ -449,7 +460,9 @@ def main() -> int:
         f"{load0[0]:.1f}, per run in {rows_path.name}): wall times are inflated by contention, "
         "CPU seconds are the steadier figure. Baseline = git "
         f"{args.baseline_rev} (main before issue 15). elastix-default: the first "
-        f"{args.default_per_difficulty} pair(s) of each difficulty and set only.",
+        f"{args.default_per_difficulty} pair(s) of each difficulty and set only."
+        + (" a0verify rows re-scored with this checkout's band and reliability rules "
+           "(`--rescore`)." if args.rescore else ""),
         "",
         "TRE near = zone dilated 15 mm, inside the organs carrying the lesion, >= 3 mm from "
         "their surface; TRE tumour surface = on the true tumour surface; MAM error = "

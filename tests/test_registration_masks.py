@@ -179,3 +179,21 @@ def test_organ_search_finds_a_liver_that_slid_against_the_wall() -> None:
     same, info0 = initial.organ_shift(post, geometry.array_to_image(scene(0.0), grid), sample,
                                       start)
     assert info0["dz_mm"] == 0.0 and same is start
+
+
+def test_reliability_notes_from_the_recorded_evidence() -> None:
+    """Each calibrated sign of a weak registration gives a note (restart disagreement, low
+    similarity, large non-rigid displacement inside the zone); good evidence gives none."""
+    from a0verify.registration import qa
+
+    good = {"similarity_roi": {"after": {"ncc": 0.9}},
+            "deformable_displacement_zone_mm": {"p95": 4.9}}
+    assert qa.reliability_notes(good, [0.5]) == []
+    assert "restarts disagree" in qa.reliability_notes(good, [1.3])[0]
+    low = {**good, "similarity_roi": {"after": {"ncc": 0.2}}}
+    assert "low similarity" in qa.reliability_notes(low, [0.5])[0]
+    deformed = {**good, "deformable_displacement_zone_mm": {"p95": 7.6}}
+    (note,) = qa.reliability_notes(deformed, [0.5])
+    assert "7.6 mm of non-rigid displacement inside the zone" in note
+    terms = qa.uncertainty_terms((0.7, 0.7, 2.5), "deformable", [1.1], 7.6, reliable=False)
+    assert terms["restarts"] == pytest.approx(qa.BAND.spread_unreliable * 1.1)

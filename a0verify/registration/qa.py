@@ -241,6 +241,11 @@ BAND = BandModel()
 #: failed 1.7-2.3), or a similarity after registration below UNRELIABLE_NCC.
 UNRELIABLE_SPREAD_MM = 1.2
 UNRELIABLE_NCC = 0.35
+#: ... or non-rigid displacement inside the zone (p95, mm) above this: the metric cannot see
+#: inside the zone, so such a field is an extrapolation of a large deformation around it
+#: (30 clinical-like pairs: good registrations <= 5.0 mm; the failed ones, MAM off by 2-4.4 mm
+#: with restarts that agreed, 6.6-9.4 mm).
+UNRELIABLE_ZONE_DEFORM_MM = 6.0
 
 
 def uncertainty_terms(spacing: tuple[float, ...], method: str, spreads: list[float],
@@ -267,4 +272,8 @@ def reliability_notes(metrics: dict[str, Any], spreads: list[float]) -> list[str
     n_after = metrics.get("similarity_roi", {}).get("after", {}).get("ncc")
     if n_after is not None and n_after < UNRELIABLE_NCC:
         notes.append(f"low similarity after registration (NCC {n_after:.2f})")
+    deform = metrics.get("deformable_displacement_zone_mm", {}).get("p95")
+    if deform is not None and deform > UNRELIABLE_ZONE_DEFORM_MM:
+        notes.append(f"{deform:.1f} mm of non-rigid displacement inside the zone, where the "
+                     "images cannot be compared")
     return notes
