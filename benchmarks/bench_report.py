@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "| stage | wall (s) | CPU (s) | peak RSS so far (MB) |",
         "|---|---:|---:|---:|",
     ]
-    lines += [f"| {n} | {w:.2f} | {c:.2f} | {m:.0f} |" for n, w, c, m in rows]
+    lines += [f"| {n} | {w:.3f} | {c:.3f} | {m:.0f} |" for n, w, c, m in rows]
     ours, ref = mask_rows
     lines += ["", "The machine is shared (see the load average): wall time includes waiting for a "
               "core. CPU time is this process only: the figures are drawn in forked worker "

@@ -431,6 +431,24 @@ def test_slicer_segmentation(case: dict[str, Any]) -> None:
     assert [s.name for s in segs] == ["tumour", "ablation zone"]
 
 
+def test_slicer_segmentation_read_by_slicerio(case: dict[str, Any]) -> None:
+    """An independent reader (slicerio, the Slicer project's library) finds both segments with
+    their names, colours and voxel counts in the .seg.nrrd a0verify writes."""
+    slicerio = pytest.importorskip("slicerio")
+    from a0verify.report.slicer import read_segmentation
+
+    path = case["dir"] / case["report"]["outputs"]["segmentation"]
+    seg = slicerio.read_segmentation(str(path))
+    names = [s["name"] for s in seg["segments"]]
+    assert names == ["tumour", "ablation zone"]
+    assert seg["segments"][1]["color"] == pytest.approx([0.2, 0.8, 0.2])
+    masks, _ = read_segmentation(path)
+    for name, key in (("tumour", "tumor"), ("ablation zone", "ablation")):
+        voxels = slicerio.extract_segments(seg, [(name, 1)])["voxels"]
+        assert int(np.count_nonzero(voxels)) == int(
+            np.count_nonzero(sitk.GetArrayViewFromImage(masks[key])))
+
+
 def test_slicer_mesh_markups_map_qa(case: dict[str, Any]) -> None:
     from a0verify.io.markups import read_markups_lps
     from a0verify.report.slicer import read_surface_vtk
