@@ -189,7 +189,11 @@ def test_reliability_notes_from_the_recorded_evidence() -> None:
     good = {"similarity_roi": {"after": {"ncc": 0.9}},
             "deformable_displacement_zone_mm": {"p95": 4.9}}
     assert qa.reliability_notes(good, [0.5]) == []
-    assert "restarts disagree" in qa.reliability_notes(good, [1.3])[0]
+    assert "restarts disagree" in qa.reliability_notes(good, [2.1])[0]
+    calm = {**good, "deformable_displacement_zone_mm": {"p95": 1.6}}
+    assert qa.reliability_notes(calm, [1.3]) == []  # low texture alone (phantoms)
+    bent = {**good, "deformable_displacement_zone_mm": {"p95": 5.9}}
+    assert "restarts disagree" in qa.reliability_notes(bent, [1.3])[0]
     low = {**good, "similarity_roi": {"after": {"ncc": 0.2}}}
     assert "low similarity" in qa.reliability_notes(low, [0.5])[0]
     deformed = {**good, "deformable_displacement_zone_mm": {"p95": 7.6}}
