@@ -280,8 +280,10 @@ def refine_field(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: Lev
     touching vertices an earlier region already set. A region that cannot be refined keeps its
     field; its lowest value sets the MAM only when it lies REFINE_FAILED_BELOW_MM below the
     refined MAM (else it is taken as the field's noise). Without any refined region the MAM is
-    the field's smooth minimum (:func:`unrefined_field`). Finally the field is raised to the MAM
-    where it still lies below it (noise of the field away from the refined regions)."""
+    the field's smooth minimum (:func:`unrefined_field`). Finally the vertex nearest the MAM's
+    point is brought to the MAM (with its neighbourhood, same fall-off) and the field is raised
+    to the MAM where it still lies below it (noise of the field away from the refined regions),
+    so the field's minimum is the MAM."""
     rt, rz = _radii(tlev, zl, vol_ml)
     spread = REFINE_CANDIDATE_MM + 0.5 * float(max(zl.grid.GetSpacing()))
     field = np.asarray(margin, np.float64).copy()
@@ -325,6 +327,12 @@ def refine_field(tv: F64, tf: I64, vn: F64, margin: F64, tlev: LevelSet, zl: Lev
     else:
         mam, pt, band, sharp, source = (best.margin_mm, best.point_lps, best.band_mm,
                                         best.sharpness_per_mm, "patch")
+    # the vertex nearest the MAM's point reads the MAM (a region whose vertices an earlier,
+    # overlapping region had already set may have kept them above it)
+    near = np.linalg.norm(tv - np.asarray(pt, np.float64), axis=1)
+    j = int(np.argmin(near))
+    if field[j] > mam:
+        field = field - (field[j] - mam) * bump(near, rt[0])
     raised = float(max(0.0, mam - float(field.min())))
     field = np.maximum(field, mam)
     return RefinedField(field, float(mam), np.asarray(pt, np.float64), float(band), float(sharp),
