@@ -19,9 +19,9 @@ def test_demo_end_to_end(tmp_path):
     truth = json.loads((tmp_path / "demo" / "case" / "truth.json").read_text())
     rep = json.loads((tmp_path / "demo" / "result" / "report.json").read_text())
     mam, unc, true_mam = rep["min_margin_mm"], rep["uncertainty_mm"], truth["min_mam_mm"]
-    # The verdict is never wrong: the true one (A0 for the demo's 7 mm), or "indeterminate"
-    # exactly when the reported band straddles the threshold (it is about +-2 mm after
-    # deformable registration, so 7 mm sits near its edge).
+    # The verdict is never wrong: the true one (A0 for the demo's 8.5 mm), or "indeterminate"
+    # exactly when the reported band straddles the threshold (about +-2-3 mm after deformable
+    # registration of this low-texture phantom; 8.5 mm is chosen to show a clear A0).
     if rep["verdict"] == "indeterminate":
         assert mam - unc < 5.0 <= mam + unc, (mam, unc)
     else:

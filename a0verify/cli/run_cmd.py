@@ -194,7 +194,7 @@ def margin(tumor: str, ablation: str, out: str, transform: str | None,
 @click.command()
 @click.option("--out", "out", type=click.Path(file_okay=False), default="a0verify-demo",
               show_default=True, help="Output directory for the case and its report.")
-@click.option("--margin-mm", type=float, default=7.0, show_default=True,
+@click.option("--margin-mm", type=float, default=8.5, show_default=True,
               help="True minimal margin of the synthetic lesion.")
 @click.option("--registration", "registration", default="deformable", show_default=True,
               type=click.Choice(["none", "rigid", "deformable"]))
