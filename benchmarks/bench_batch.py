@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,9 +46,8 @@ def _phase(name: str, sheet: Path, out: Path, cores: int, registration: str) -> 
         rows = [ln.split("\t") for ln in sheet.read_text().splitlines()[1:]]
         # the same schedule as Snakemake's: jobs of the rule's thread count, cores // threads
         # of them at a time
-        cfg = (REPO / "pipelines" / "config" / "config.yaml").read_text()
-        found = re.search(r"run:\s*\{threads:\s*(\d+)", cfg)
-        threads = min(cores, int(found.group(1)) if found else 1)
+        cfg = yaml.safe_load((REPO / "pipelines" / "config" / "config.yaml").read_text())
+        threads = min(cores, int(cfg["resources"]["run"]["threads"]))
 
         def one(row: list[str]) -> int:
             cid, pre, post, tumor, abl = row

@@ -49,16 +49,15 @@ def _conclude(result: object, progress: Any, fail_unless_a0: bool, *, post: str 
     from a0verify.progress import NORMAL
 
     assert isinstance(result, CaseResult)
-    _summarise(result, progress, False)
+    _summarise(result, progress)
     after_run(result.out_dir, post=post, anonymize=anonymize, dicom_out=dicom_out, node=node,
               calling_aet=calling_aet, quiet=progress.level < NORMAL)
     if fail_unless_a0 and result.verdict != "A0":
         sys.exit(EXIT_NOT_A0)
 
 
-def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
-    """The verdict line and the report's path on stdout (unless ``-q``), warnings on stderr;
-    exit 1 for a verdict other than A0 with ``--fail-unless-a0``."""
+def _summarise(result: object, progress: Any) -> None:
+    """The verdict line and the report's path on stdout (unless ``-q``), warnings on stderr."""
     from a0verify.pipeline import CaseResult, lesion_point_summary
     from a0verify.progress import NORMAL
 
@@ -68,8 +67,6 @@ def _summarise(result: object, progress: Any, fail_unless_a0: bool) -> None:
             click.echo(f"a0verify: warning: {w}", err=True)
         click.echo(lesion_point_summary(result.report))
         click.echo(f"report: {result.out_dir / 'report.html'}")
-    if fail_unless_a0 and result.verdict != "A0":
-        sys.exit(EXIT_NOT_A0)
 
 
 @click.command()
