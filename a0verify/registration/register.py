@@ -40,7 +40,7 @@ import SimpleITK as sitk
 
 from a0verify import geometry, parallel
 from a0verify.errors import InputError, RegistrationError
-from a0verify.registration import elastix_backend, initial, qa, roi
+from a0verify.registration import elastix_backend, initial, qa, roi, slide
 from a0verify.registration.elastix import (
     ElastixFailed,
     ElastixRun,
@@ -337,19 +337,28 @@ def _register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
 
 def _organ_search(case: Case, init: sitk.Euler3DTransform, kind: str,
                   pad_mm: float) -> tuple[sitk.Euler3DTransform, str]:
-    """:func:`initial.organ_shift` on the organ's interior (3 mm inside it) in the ROI, without
-    the zone and exclusions."""
+    """:func:`slide.organ_slide` on the organ's interior (3 mm inside it) in the ROI, without
+    the zone and exclusions. When it finds a slide, the tissue that moved otherwise (the body
+    wall) leaves the organ mask, hence the metric."""
     assert case.zone is not None and case.liver is not None
     box = geometry.roi_box_around_lps(case.fixed, roi.mask_points(case.zone), pad_mm)
-    hole = geometry.crop(case.zone, box)
-    if case.exclude is not None:
-        hole = hole | geometry.crop(case.exclude, box)
+    zone = geometry.crop(case.zone, box)
+    hole = zone if case.exclude is None else zone | geometry.crop(case.exclude, box)
     sample = roi.erode(geometry.crop(case.liver, box), 3.0) & (roi.dilate(hole, 3.0) == 0)
-    moved, info = initial.organ_shift(geometry.crop(case.fixed, box), case.moving, sample, init)
-    case.found["organ_search"] = info
-    if moved is init:
+    found = slide.organ_slide(geometry.crop(case.fixed, box), case.moving, sample, zone, init)
+    case.found["organ_search"] = found.info
+    if found.transform is init:
         return init, kind
-    return moved, f"{kind}; organ search {info['dz_mm']:+.0f} mm cranio-caudal"
+    if found.moved_otherwise is not None:
+        other = sitk.Resample(found.moved_otherwise, case.liver, sitk.Transform(),
+                              sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        kept = case.liver & (other == 0)
+        before = float(np.sum(sitk.GetArrayViewFromImage(case.liver)))
+        if float(np.sum(sitk.GetArrayViewFromImage(kept))) >= 0.3 * before:
+            case.liver = kept
+            case.found["organ_search"]["wall_left_out"] = True
+    return found.transform, (f"{kind}; organ search {found.info['dz_mm']:+.0f} mm "
+                             "cranio-caudal")
 
 
 def _result(case: Case, settings: RegistrationSettings, got: _Outcome,
