@@ -57,6 +57,9 @@ from a0verify.registration.inputs import Case, prepare_case
 from a0verify.registration.result import RegistrationResult, write_registration_outputs
 
 METHODS = ("none", "rigid", "deformable")
+#: After a slide, the metric keeps only the tissue shown to move with the lesion when it holds at
+#: least this much (ml; a 16 mm block is ~4 ml); else the organ mask stays as it is.
+MIN_SLIDE_METRIC_ML = 25.0
 #: Restart iterations as a fraction of the main run's (the restart runs beside the main run, so
 #: full iterations cost CPU time, not wall time).
 RESTART_ITERATIONS = 1.0
@@ -338,8 +341,8 @@ def _register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
 def _organ_search(case: Case, init: sitk.Euler3DTransform, kind: str,
                   pad_mm: float) -> tuple[sitk.Euler3DTransform, str]:
     """:func:`slide.organ_slide` on the organ's interior (3 mm inside it) in the ROI, without
-    the zone and exclusions. When it finds a slide, the tissue that moved otherwise (the body
-    wall) leaves the organ mask, hence the metric."""
+    the zone and exclusions. When it finds a slide, the organ mask (hence the metric) keeps
+    only the blocks shown to move with the lesion (when they hold >= MIN_SLIDE_METRIC_ML)."""
     assert case.zone is not None and case.liver is not None
     box = geometry.roi_box_around_lps(case.fixed, roi.mask_points(case.zone), pad_mm)
     zone = geometry.crop(case.zone, box)
@@ -349,14 +352,14 @@ def _organ_search(case: Case, init: sitk.Euler3DTransform, kind: str,
     case.found["organ_search"] = found.info
     if found.transform is init:
         return init, kind
-    if found.moved_otherwise is not None:
-        other = sitk.Resample(found.moved_otherwise, case.liver, sitk.Transform(),
-                              sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        kept = case.liver & (other == 0)
-        before = float(np.sum(sitk.GetArrayViewFromImage(case.liver)))
-        if float(np.sum(sitk.GetArrayViewFromImage(kept))) >= 0.3 * before:
+    if found.moving_with is not None:
+        kept = case.liver & sitk.Resample(found.moving_with, case.liver, sitk.Transform(),
+                                          sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        ml = float(np.sum(sitk.GetArrayViewFromImage(kept))) * float(
+            np.prod(kept.GetSpacing())) / 1000.0
+        case.found["organ_search"]["metric_ml"] = ml
+        if ml >= MIN_SLIDE_METRIC_ML:
             case.liver = kept
-            case.found["organ_search"]["wall_left_out"] = True
     return found.transform, (f"{kind}; organ search {found.info['dz_mm']:+.0f} mm "
                              "cranio-caudal")
 

@@ -10,8 +10,9 @@ lesion, so one similarity over the whole mask is a tug-of-war that the larger pa
 cross-correlation, which ignores a per-block contrast change), and the blocks vote, weighted by
 their closeness to the zone (the zone lies in the liver: the tissue next to it moves with the
 lesion). The shift the vote picks is kept when it moves at least :data:`MIN_SLIDE_MM`
-cranio-caudally; the blocks that clearly moved otherwise (the wall) are returned as a mask to
-leave out of the metric. Shifts are translations in pre (moving) space, mm; the grid is
+cranio-caudally; the blocks shown to move with it are returned as a mask: the metric stays in
+them (the wall, diaphragm and textureless tissue, which could pull the rigid stage back onto
+the wall, are left out). Shifts are translations in pre (moving) space, mm; the grid is
 anterior-posterior (y) x cranio-caudal (z) because that is how the liver slides.
 """
 
@@ -39,18 +40,19 @@ MIN_SLIDE_MM = 3.0  # smaller shifts are left to the rigid stage
 MIN_BLOCK_FILL = 0.4  # a block votes when the sample covers this fraction of it
 MIN_BLOCK_STD_HU = 4.0  # ... and it has texture
 MIN_PEAK = 0.05  # ... and its best shift beats its median shift by this much NCC
-DISAGREE_NCC = 0.15  # a block whose NCC at the chosen shift is this far below its best moved
-#                      otherwise (left out of the metric)
+AGREE_NCC = 0.05  # a block moves with the lesion when its NCC at the chosen shift is within
+#                  this of its best (only such blocks stay in the metric)
 
 
 @dataclass(frozen=True)
 class SlideResult:
     """``transform``: ``init`` followed by the chosen shift (``init`` itself when none);
-    ``moved_otherwise``: UInt8 mask on the fixed crop's grid of the blocks that clearly moved
-    otherwise (None when no shift was taken or no block disagreed); ``info``: a summary."""
+    ``moving_with``: UInt8 mask on the fixed crop's grid of the blocks shown to move with the
+    lesion (textured, their NCC at the chosen shift within :data:`AGREE_NCC` of their best;
+    None when no shift was taken); ``info``: a summary."""
 
     transform: sitk.Euler3DTransform
-    moved_otherwise: sitk.Image | None
+    moving_with: sitk.Image | None
     info: dict[str, Any]
 
 
@@ -153,7 +155,7 @@ def organ_slide(fixed: sitk.Image, moving: sitk.Image, sample: sitk.Image, zone:
         votes[near] += w * np.where(np.all(pos[near] == pos[i], axis=1), 1.0, 0.5)
     win = int(np.argmax(votes))
     # refine: the weighted mean NCC of the agreeing blocks, around the winner, by half steps
-    agree = voters & (best - scores[win] <= DISAGREE_NCC / 3)
+    agree = voters & (best - scores[win] <= AGREE_NCC)
     dy, dz = shifts[win]
 
     def total(a: float, c: float) -> float:
@@ -175,14 +177,14 @@ def organ_slide(fixed: sitk.Image, moving: sitk.Image, sample: sitk.Image, zone:
         return SlideResult(init, None, info)
     info.update(dz_mm=dz, dy_mm=dy)
     at = ncc(dy, dz)
-    other = usable & (peak >= MIN_PEAK) & (best - at > DISAGREE_NCC)
-    info["blocks_moved_otherwise"] = int(other.sum())
-    moved = None
-    if other.any():
-        vox = np.kron(other.astype(np.uint8), np.ones(b, np.uint8))[
-            :f.shape[0], :f.shape[1], :f.shape[2]]
-        small = geometry.array_to_image(np.ascontiguousarray(vox), f_img)
-        moved = sitk.Resample(small, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
-                              sitk.sitkUInt8)
+    confident = usable & (peak >= MIN_PEAK)
+    agree = confident & (best - at <= AGREE_NCC)
+    info["blocks_moving_with"] = int(agree.sum())
+    info["blocks_moved_otherwise"] = int((confident & ~agree).sum())
+    vox = np.kron(agree.astype(np.uint8), np.ones(b, np.uint8))[
+        :f.shape[0], :f.shape[1], :f.shape[2]]
+    small = geometry.array_to_image(np.ascontiguousarray(vox), f_img)
+    moving_with = sitk.Resample(small, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                sitk.sitkUInt8)
     shift = as_euler(sitk.TranslationTransform(3, (0.0, dy, dz)), init.GetCenter())
-    return SlideResult(compose_rigid(shift, init), moved, info)
+    return SlideResult(compose_rigid(shift, init), moving_with, info)
