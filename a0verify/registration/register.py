@@ -342,7 +342,7 @@ def _organ_search(case: Case, init: sitk.Euler3DTransform, kind: str,
                   pad_mm: float) -> tuple[sitk.Euler3DTransform, str]:
     """:func:`slide.organ_slide` on the organ's interior (3 mm inside it) in the ROI, without
     the zone and exclusions. When it finds a slide, the organ mask (hence the metric) keeps
-    only the blocks shown to move with the lesion (when they hold >= MIN_SLIDE_METRIC_ML)."""
+    only the blocks of its ``metric_mask`` (when they hold >= MIN_SLIDE_METRIC_ML)."""
     assert case.zone is not None and case.liver is not None
     box = geometry.roi_box_around_lps(case.fixed, roi.mask_points(case.zone), pad_mm)
     zone = geometry.crop(case.zone, box)
@@ -352,8 +352,8 @@ def _organ_search(case: Case, init: sitk.Euler3DTransform, kind: str,
     case.found["organ_search"] = found.info
     if found.transform is init:
         return init, kind
-    if found.moving_with is not None:
-        kept = case.liver & sitk.Resample(found.moving_with, case.liver, sitk.Transform(),
+    if found.metric_mask is not None:
+        kept = case.liver & sitk.Resample(found.metric_mask, case.liver, sitk.Transform(),
                                           sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         ml = float(np.sum(sitk.GetArrayViewFromImage(kept))) * float(
             np.prod(kept.GetSpacing())) / 1000.0

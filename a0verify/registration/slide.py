@@ -10,9 +10,10 @@ lesion, so one similarity over the whole mask is a tug-of-war that the larger pa
 cross-correlation, which ignores a per-block contrast change), and the blocks vote, weighted by
 their closeness to the zone (the zone lies in the liver: the tissue next to it moves with the
 lesion). The shift the vote picks is kept when it moves at least :data:`MIN_SLIDE_MM`
-cranio-caudally; the blocks shown to move with it are returned as a mask: the metric stays in
-them (the wall, diaphragm and textureless tissue, which could pull the rigid stage back onto
-the wall, are left out). Shifts are translations in pre (moving) space, mm; the grid is
+cranio-caudally, with a mask for the metric: next to the zone every block but those that
+clearly moved otherwise, farther out only the blocks shown to move with the lesion (the wall,
+diaphragm and textureless tissue there could pull the rigid stage back onto the wall).
+Shifts are translations in pre (moving) space, mm; the grid is
 anterior-posterior (y) x cranio-caudal (z) because that is how the liver slides.
 """
 
@@ -41,18 +42,24 @@ MIN_BLOCK_FILL = 0.4  # a block votes when the sample covers this fraction of it
 MIN_BLOCK_STD_HU = 4.0  # ... and it has texture
 MIN_PEAK = 0.05  # ... and its best shift beats its median shift by this much NCC
 AGREE_NCC = 0.05  # a block moves with the lesion when its NCC at the chosen shift is within
-#                  this of its best (only such blocks stay in the metric)
+#                  this of its best
+DISAGREE_NCC = 0.15  # ... and clearly moved otherwise when it is this far below its best
+NEAR_ZONE_MM = 15.0  # blocks this close to the zone stay in the metric unless they clearly
+#                      moved otherwise (the tissue next to the lesion says how it moved, even
+#                      where it deforms); farther out only the blocks that move with it stay
 
 
 @dataclass(frozen=True)
 class SlideResult:
     """``transform``: ``init`` followed by the chosen shift (``init`` itself when none);
-    ``moving_with``: UInt8 mask on the fixed crop's grid of the blocks shown to move with the
-    lesion (textured, their NCC at the chosen shift within :data:`AGREE_NCC` of their best;
-    None when no shift was taken); ``info``: a summary."""
+    ``metric_mask``: UInt8 mask on the fixed crop's grid of the blocks to keep in the metric
+    (within :data:`NEAR_ZONE_MM` of the zone: all but those that clearly moved otherwise;
+    farther: those shown to move with the lesion, textured and with their NCC at the chosen
+    shift within :data:`AGREE_NCC` of their best); None when no shift was taken; ``info``: a
+    summary."""
 
     transform: sitk.Euler3DTransform
-    moving_with: sitk.Image | None
+    metric_mask: sitk.Image | None
     info: dict[str, Any]
 
 
@@ -179,12 +186,14 @@ def organ_slide(fixed: sitk.Image, moving: sitk.Image, sample: sitk.Image, zone:
     at = ncc(dy, dz)
     confident = usable & (peak >= MIN_PEAK)
     agree = confident & (best - at <= AGREE_NCC)
-    info["blocks_moving_with"] = int(agree.sum())
-    info["blocks_moved_otherwise"] = int((confident & ~agree).sum())
-    vox = np.kron(agree.astype(np.uint8), np.ones(b, np.uint8))[
+    otherwise = confident & (best - at > DISAGREE_NCC)
+    keep = agree | ((dist_b <= NEAR_ZONE_MM) & (n > 0) & ~otherwise)
+    info.update(blocks_moving_with=int(agree.sum()), blocks_moved_otherwise=int(otherwise.sum()),
+                blocks_kept=int(keep.sum()))
+    vox = np.kron(keep.astype(np.uint8), np.ones(b, np.uint8))[
         :f.shape[0], :f.shape[1], :f.shape[2]]
     small = geometry.array_to_image(np.ascontiguousarray(vox), f_img)
-    moving_with = sitk.Resample(small, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+    metric_mask = sitk.Resample(small, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
                                 sitk.sitkUInt8)
     shift = as_euler(sitk.TranslationTransform(3, (0.0, dy, dz)), init.GetCenter())
-    return SlideResult(compose_rigid(shift, init), moving_with, info)
+    return SlideResult(compose_rigid(shift, init), metric_mask, info)
