@@ -267,10 +267,11 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     step = p.stability_step * (model.m_out - model.m_in)
     wider = morph.component_touching(_window(r, model.lo, model.hi + step), r.marker)
     stability = float(wider.sum()) / max(float(region.sum()), 1.0)
-    sub = morph.bbox(region, int(np.ceil(4.0 / sp.min())) + 2, region.shape)
-    depth = _depth_at_seed(region, r, sp)
+    body = _fill_artefact_holes(region, r.art)
+    sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)
+    depth = _depth_at_seed(body, r, sp)
     neck = float(np.clip(p.neck_fraction * depth, p.neck_radius_mm, p.neck_max_mm))
-    reg = morph.neck_cut_fast(region[sub], r.marker[sub], neck, sp)
+    reg = morph.neck_cut_fast(body[sub], r.marker[sub], neck, sp)
     if not reg.any():
         raise SegmentationError(f"ablation seed {label}: no non-enhancing tissue at the seed")
     sub2 = morph.bbox(reg, int(np.ceil(4.0 / sp.min())) + 2, reg.shape)  # after the cut
@@ -288,6 +289,19 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
             "is the seed inside the non-enhancing ablation zone?")
     model.stats["neck_radius_mm"] = neck
     return _Part(out, r.box, model, stability, pad)
+
+
+def _fill_artefact_holes(region: BoolArray, art: BoolArray) -> BoolArray:
+    """Enclosed holes that touch an artefact (the partial-volume halo of a bubble beyond the
+    artefact margin, a bright streak core beside the needle) belong to the zone: left open they
+    thin its wall, and the neck cut would then cut the zone itself. Other enclosed holes (a
+    vessel crossing the zone) stay open until the final hole filling."""
+    holes = np.asarray(ndimage.binary_fill_holes(region)) & ~region
+    if not holes.any() or not art.any():
+        return region
+    lab, _ = ndimage.label(holes, structure=morph.STRUCT26)
+    ids = np.unique(lab[ndimage.binary_dilation(art, structure=morph.STRUCT26) & holes])
+    return np.asarray(region | np.isin(lab, ids[ids > 0]))
 
 
 def _depth_at_seed(region: BoolArray, r: _Roi, sp: F64) -> float:
