@@ -92,6 +92,7 @@ class AblationParams:
     neck_fraction: float = 0.15
     neck_max_mm: float = 6.0
     min_volume_ml: float = 0.05
+    leak_elongation: float = 20.0
 
 
 @dataclass
@@ -226,6 +227,7 @@ def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
     hi = m_in + 10.0 + 1.5 * min(s_in, 8.0)
     region = morph.component_touching(_window(r, lo, hi), r.marker)
     m_out = m_in
+    dark_neighbour = False
     for _ in range(p.refine_iterations + 1):
         dist_out = morph.edt(~region, sp)
         shell = (dist_out > p.shell_mm[0]) & (dist_out <= p.shell_mm[1]) & ~r.art
@@ -235,6 +237,14 @@ def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
                                     "tissue in the region of interest")
         m_out = float(np.median(sv))
         contrast = m_out - m_in
+        if contrast < p.min_contrast_hu:
+            # a zone against bile, fat or bowel: that darker tissue is kept out by the lower
+            # threshold, so the upper one is set against the brighter surroundings only
+            bright = sv[sv >= lo]
+            if bright.size >= max(10, 0.25 * sv.size):
+                m_out = float(np.median(bright))
+                contrast = m_out - m_in
+                dark_neighbour = True
         if contrast < p.min_contrast_hu:
             raise SegmentationError(
                 f"ablation seed {label}: no non-enhancing zone there (seed {m_in:.0f} HU, "
@@ -253,6 +263,10 @@ def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
             t_edge = float(np.sum(w * r.sm[band]) / w.sum())
             hi = float(np.clip(t_edge, m_in + 0.3 * contrast, m_in + 0.8 * contrast))
     warns: list[str] = []
+    if dark_neighbour:
+        warns.append(f"ablation seed {label}: much of the zone's surroundings is darker than "
+                     "the zone (bile, fat or bowel); the threshold was set against the brighter "
+                     "part; review the mask there")
     if contrast < p.warn_contrast_hu:
         warns.append(f"ablation seed {label}: low contrast ({m_in:.0f} HU vs {m_out:.0f} HU "
                      "around); review the mask")
@@ -325,6 +339,10 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
             f"ablation segmentation from seed {label} found only {out.sum() * vox_ml:.2f} ml; "
             "is the seed inside the non-enhancing ablation zone?")
     model.stats["neck_radius_mm"] = neck
+    model.stats["depth_at_seed_mm"] = depth
+    idx = np.argwhere(out)
+    extent = float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
+    model.stats["elongation"] = extent / max(depth, float(sp.min()))
     return _Part(out, r.box, model, stability, pad)
 
 
@@ -380,6 +398,7 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
         stats.update({prefix + k: round(float(x), 2) for k, x in part.model.stats.items()})
         stats[prefix + "roi_pad_mm"] = float(part.pad)
     quality = _union_quality(image, full, parts, p)
+    _shape_evidence(quality, parts, p)
     vox_ml = geometry.voxel_volume_ml(image)
     _, n = ndimage.label(full, structure=morph.STRUCT26)
     stats["volume_ml"] = float(full.sum() * vox_ml)
@@ -393,6 +412,20 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
     mask = geometry.array_to_image(full.astype(np.uint8), image)
     return SegmentationResult(mask=mask, method=METHOD, warnings=warns, stats=stats,
                               quality=quality)
+
+
+def _shape_evidence(quality: Quality, parts: list[_Part], p: AblationParams) -> None:
+    """Shape evidence of a leak, added to ``quality``: a zone from up to three overlapping
+    probes is at most ~10 times as long (extent) as it is thick at the click (radius of the
+    largest ball inside it near the click); on the development set good masks reach 2.5-10.2
+    and the leaks into the abdominal wall or along the bowel 24-99. A part longer than
+    ``leak_elongation`` times its thickness has leaked: quality "poor", leak suspicion 1."""
+    worst = max(pt.model.stats.get("elongation", 0.0) for pt in parts)
+    if worst > p.leak_elongation:
+        quality.reasons.append(f"it is {worst:.0f} times as long as the zone is thick at the "
+                               "click: it has leaked out of the zone")
+        quality.level = "poor"
+        quality.leak_suspicion = 1.0
 
 
 def _union_quality(image: sitk.Image, full: BoolArray, parts: list[_Part],
