@@ -10,8 +10,10 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    next to it is not).
 2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
    inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
-   a bubble or the needle works), then refined on the provisional region's core; surroundings =
-   median of a shell 1.5-6 mm outside it (rim and parenchyma). The upper threshold is the
+   a bubble or the needle works; a click beside the needle takes the HU *mode* near it, see
+   :func:`_seed_mode_marker`), then refined on the provisional region's core; surroundings =
+   median of a shell 1.5-6 mm outside it (rim and parenchyma; when darker tissue such as bile
+   fills the shell, its brighter part, with a warning). The upper threshold is the
    gradient-weighted mean HU across the provisional boundary (for a blurred step it is the
    midpoint whatever the blur, and it follows the *adjacent* enhancing rim), clipped to 30-80 %
    of the contrast; the lower threshold (``lo_k`` spreads below the inside median, at least
@@ -22,9 +24,12 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    zone) is refused.
 4. **Leaks are cut by evidence**: a neck cut (opening by ``neck_radius_mm``, seed component,
    reconstruction) detaches regions joined through thin bridges (vessels, tracts, streaks, the
-   capsule's partial-volume sheet); what stays is judged by the quality signal (weak-edge
-   fraction of the border, threshold stability, contrast, image edge; see
-   :mod:`a0verify.segmentation.result`), which goes into report.json and the report page.
+   capsule's partial-volume sheet; holes that touch an artefact are filled first so a
+   bubble's halo does not thin the zone's own wall); what stays is judged by the quality
+   signal (weak-edge fraction of the border, threshold stability, contrast, image edge; see
+   :mod:`a0verify.segmentation.result`; plus the shape test of :func:`_shape_evidence`: a part
+   far longer than the zone is thick at the click has leaked), which goes into report.json and
+   the report page.
 5. Clean-up: closing by ``close_radius_mm`` (streak cracks), artefacts inside the closing by
    ``artefact_close_mm`` given back, holes filled. Several seeds: each seed not already inside
    an earlier seed's zone grows its own region; the mask is their union.
