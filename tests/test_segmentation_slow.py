@@ -15,11 +15,12 @@ from a0verify.segmentation import (
     segment_ablation,
     segment_tumor,
 )
-from a0verify.segmentation.cases import HCC048_ANCHORS
+from a0verify.segmentation.cases import HCC048_ANCHORS, zone_catalogue
 from a0verify.segmentation.realdata import lits117, lits117_tumors, recist_line
 from a0verify.segmentation.synth import (
     HCC048_LIVER_POINT_LPS,
     Ellipsoid,
+    PaintedCase,
     ZoneSpec,
     paint_lesion,
     paint_zone,
@@ -108,6 +109,48 @@ def test_zone_with_needle_and_streaks_is_segmented_or_flagged(hcc048: sitk.Image
     d = dice_coefficient(res.mask, pc.truth)
     assert res.quality is not None
     assert d >= 0.9 or res.quality.level != "good", d
+
+
+def test_click_on_the_needle_axis_is_not_refused(hcc048: sitk.Image) -> None:
+    """A click at the zone's deepest point, which lies on the needle (its streak core fills the
+    click's neighbourhood): the zone's HU mode near the click still gives the zone. Before the
+    mode estimate the click was refused ("no non-enhancing zone there", seed 162 HU); measured
+    Dice 0.91 (HD95 7 mm: streaks carry the edge out in places)."""
+    pc = paint_zone(hcc048, ZoneSpec([Ellipsoid(_c(), (18, 14, 15), (20, -15, 30))],
+                                     needle=True, streak_hu=300.0, seed=6))
+    res = segment_ablation(pc.image, [pc.deepest_lps])
+    assert res.stats["inside_median_hu"] < 70.0, res.stats
+    assert dice_coefficient(res.mask, pc.truth) >= 0.88
+
+
+def _catalogue_case(hcc048: sitk.Image, split: str, i: int) -> tuple[PaintedCase,
+                                                                      list[float]]:
+    cc = zone_catalogue(split, i + 1)[i]
+    pc = paint_zone(hcc048, cc.spec)
+    return pc, pc.click_points(1, np.random.default_rng(cc.spec.seed))[0]
+
+
+def test_small_zone_beside_the_gallbladder_is_not_refused(hcc048: sitk.Image) -> None:
+    """Benchmark case dev10 (XS zone, tract leaving it, touching the gallbladder): bile (15-35
+    HU) filled half the zone's surroundings, the surround median fell below the zone's HU and
+    the click was refused. The threshold is now set against the brighter surroundings (bile is
+    kept out by the lower threshold) with a warning; measured Dice 0.83, HD95 2.8 mm."""
+    pc, click = _catalogue_case(hcc048, "dev", 10)
+    res = segment_ablation(pc.image, [click])
+    assert dice_coefficient(res.mask, pc.truth) >= 0.78
+    assert any("darker than the zone" in w for w in res.warnings), res.warnings
+
+
+def test_leak_far_longer_than_the_zone_is_thick_is_rated_poor(hcc048: sitk.Image) -> None:
+    """Benchmark case dev00 (XS zone filled by a needle's streak core): the region leaks along
+    the needle into the abdominal wall (Dice 0.001, 1.6 l). It is 99 times as long as the zone
+    is thick at the click (good masks on the dev set: 2.5-10.2), so the quality is "poor"."""
+    pc, click = _catalogue_case(hcc048, "dev", 0)
+    res = segment_ablation(pc.image, [click])
+    assert res.quality is not None
+    d = dice_coefficient(res.mask, pc.truth)
+    assert d >= 0.8 or (res.quality.level == "poor" and res.quality.leak_suspicion == 1.0), \
+        (d, res.quality)
 
 
 def test_click_in_unablated_liver_fails(hcc048: sitk.Image) -> None:

@@ -10,8 +10,10 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    next to it is not).
 2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
    inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
-   a bubble or the needle works), then refined on the provisional region's core; surroundings =
-   median of a shell 1.5-6 mm outside it (rim and parenchyma). The upper threshold is the
+   a bubble or the needle works; a click beside the needle takes the HU *mode* near it, see
+   :func:`_seed_mode_marker`), then refined on the provisional region's core; surroundings =
+   median of a shell 1.5-6 mm outside it (rim and parenchyma; when darker tissue such as bile
+   fills the shell, its brighter part, with a warning). The upper threshold is the
    gradient-weighted mean HU across the provisional boundary (for a blurred step it is the
    midpoint whatever the blur, and it follows the *adjacent* enhancing rim), clipped to 30-80 %
    of the contrast; the lower threshold (``lo_k`` spreads below the inside median, at least
@@ -22,9 +24,12 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    zone) is refused.
 4. **Leaks are cut by evidence**: a neck cut (opening by ``neck_radius_mm``, seed component,
    reconstruction) detaches regions joined through thin bridges (vessels, tracts, streaks, the
-   capsule's partial-volume sheet); what stays is judged by the quality signal (weak-edge
-   fraction of the border, threshold stability, contrast, image edge; see
-   :mod:`a0verify.segmentation.result`), which goes into report.json and the report page.
+   capsule's partial-volume sheet; holes that touch an artefact are filled first so a
+   bubble's halo does not thin the zone's own wall); what stays is judged by the quality
+   signal (weak-edge fraction of the border, threshold stability, contrast, image edge; see
+   :mod:`a0verify.segmentation.result`; plus the shape test of :func:`_shape_evidence`: a part
+   far longer than the zone is thick at the click has leaked), which goes into report.json and
+   the report page.
 5. Clean-up: closing by ``close_radius_mm`` (streak cracks), artefacts inside the closing by
    ``artefact_close_mm`` given back, holes filled. Several seeds: each seed not already inside
    an earlier seed's zone grows its own region; the mask is their union.
@@ -65,6 +70,9 @@ class AblationParams:
     roi_growth: float = 1.7
     roi_pad_max_mm: float = 120.0
     seed_radius_mm: float = 5.0
+    seed_core_mm: float = 2.5
+    seed_mode_hu: float = 20.0
+    seed_mode_bw_hu: float = 8.0
     gas_hu: float = -250.0
     metal_hu: float = 1200.0
     artefact_margin_mm: float = 1.5
@@ -89,6 +97,7 @@ class AblationParams:
     neck_fraction: float = 0.15
     neck_max_mm: float = 6.0
     min_volume_ml: float = 0.05
+    leak_elongation: float = 20.0
 
 
 @dataclass
@@ -124,7 +133,12 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
     if metal.any():
         avoid = art | morph.dilate(metal, p.metal_avoid_mm, sp)
     marker = np.zeros_like(art)
+    near = morph.ball(sm.shape, seed, p.seed_radius_mm, sp)
+    if metal.any() and (near & avoid).sum() > 0.5 * near.sum():
+        marker = _seed_mode_marker(sm, art, seed, sp, p)  # a click beside the needle
     for radius in (p.seed_radius_mm, 2.5 * p.seed_radius_mm):  # a click on gas or metal
+        if marker.sum() >= 10:
+            break
         ball = morph.ball(sm.shape, seed, radius, sp)
         for excl in (avoid, art):
             marker = ball & ~excl
@@ -136,6 +150,35 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
     faces = [(ax, 0) for ax in range(3) if box.lo_zyx[ax] > 0]
     faces += [(ax, -1) for ax in range(3) if box.hi_zyx[ax] < full[ax]]
     return _Roi(box, sm, art, passable, seed, marker, faces)
+
+
+def _seed_mode_marker(sm: F32, art: BoolArray, seed: F64, sp: F64,
+                      p: AblationParams) -> BoolArray:
+    """Marker for a click beside a metal needle (more than half of its ``seed_radius_mm`` ball
+    lies in the streak core, ``metal_avoid_mm`` around the metal): the voxels near the zone's
+    HU *mode*.
+
+    The mode is the peak of a kernel density of the smoothed HU (bandwidth ``seed_mode_bw_hu``)
+    over the ball outside gas and metal, each voxel weighted by a Gaussian of its distance to
+    the click (sigma ``seed_core_mm``). The zone is a plateau of similar HU and forms a peak;
+    the streak core spreads over hundreds of HU and forms none, and the parenchyma beyond the
+    edge of a small zone is weighted down by its distance. (A wider ball clear of the streak
+    core, the fallback used before, mostly holds parenchyma when the zone is 1-2 cm.) The marker
+    is the ball's voxels within ``seed_mode_hu`` of the mode; empty when there are too few."""
+    cand = morph.ball(sm.shape, seed, p.seed_radius_mm, sp) & ~art
+    if cand.sum() < 10:
+        return np.zeros_like(art)
+    idx = np.argwhere(cand)
+    d2 = np.sum(((idx - seed) * sp) ** 2, axis=1)
+    w = np.exp(-0.5 * d2 / p.seed_core_mm ** 2)
+    vals = sm[cand].astype(np.float64)
+    lo_edge, step = -300.0, 2.0
+    hist = np.bincount(np.clip(((vals - lo_edge) / step).astype(int), 0, 400), weights=w,
+                       minlength=401)
+    dens = ndimage.gaussian_filter1d(hist, p.seed_mode_bw_hu / step, mode="constant")
+    mode = lo_edge + step * (float(np.argmax(dens)) + 0.5)
+    marker = cand & (np.abs(sm - mode) <= p.seed_mode_hu)
+    return marker if marker.sum() >= 10 else np.zeros_like(art)
 
 
 def _window(r: _Roi, lo: float, hi: float) -> BoolArray:
@@ -189,6 +232,7 @@ def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
     hi = m_in + 10.0 + 1.5 * min(s_in, 8.0)
     region = morph.component_touching(_window(r, lo, hi), r.marker)
     m_out = m_in
+    dark_neighbour = False
     for _ in range(p.refine_iterations + 1):
         dist_out = morph.edt(~region, sp)
         shell = (dist_out > p.shell_mm[0]) & (dist_out <= p.shell_mm[1]) & ~r.art
@@ -198,6 +242,14 @@ def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
                                     "tissue in the region of interest")
         m_out = float(np.median(sv))
         contrast = m_out - m_in
+        if contrast < p.min_contrast_hu:
+            # a zone against bile, fat or bowel: that darker tissue is kept out by the lower
+            # threshold, so the upper one is set against the brighter surroundings only
+            bright = sv[sv >= lo]
+            if bright.size >= max(10, 0.25 * sv.size):
+                m_out = float(np.median(bright))
+                contrast = m_out - m_in
+                dark_neighbour = True
         if contrast < p.min_contrast_hu:
             raise SegmentationError(
                 f"ablation seed {label}: no non-enhancing zone there (seed {m_in:.0f} HU, "
@@ -216,6 +268,10 @@ def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
             t_edge = float(np.sum(w * r.sm[band]) / w.sum())
             hi = float(np.clip(t_edge, m_in + 0.3 * contrast, m_in + 0.8 * contrast))
     warns: list[str] = []
+    if dark_neighbour:
+        warns.append(f"ablation seed {label}: much of the zone's surroundings is darker than "
+                     "the zone (bile, fat or bowel); the threshold was set against the brighter "
+                     "part; review the mask there")
     if contrast < p.warn_contrast_hu:
         warns.append(f"ablation seed {label}: low contrast ({m_in:.0f} HU vs {m_out:.0f} HU "
                      "around); review the mask")
@@ -267,10 +323,11 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     step = p.stability_step * (model.m_out - model.m_in)
     wider = morph.component_touching(_window(r, model.lo, model.hi + step), r.marker)
     stability = float(wider.sum()) / max(float(region.sum()), 1.0)
-    sub = morph.bbox(region, int(np.ceil(4.0 / sp.min())) + 2, region.shape)
-    depth = _depth_at_seed(region, r, sp)
+    body = _fill_artefact_holes(region, r.art)
+    sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)
+    depth = _depth_at_seed(body, r, sp)
     neck = float(np.clip(p.neck_fraction * depth, p.neck_radius_mm, p.neck_max_mm))
-    reg = morph.neck_cut_fast(region[sub], r.marker[sub], neck, sp)
+    reg = morph.neck_cut_fast(body[sub], r.marker[sub], neck, sp)
     if not reg.any():
         raise SegmentationError(f"ablation seed {label}: no non-enhancing tissue at the seed")
     sub2 = morph.bbox(reg, int(np.ceil(4.0 / sp.min())) + 2, reg.shape)  # after the cut
@@ -287,7 +344,24 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
             f"ablation segmentation from seed {label} found only {out.sum() * vox_ml:.2f} ml; "
             "is the seed inside the non-enhancing ablation zone?")
     model.stats["neck_radius_mm"] = neck
+    model.stats["depth_at_seed_mm"] = depth
+    idx = np.argwhere(out)
+    extent = float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
+    model.stats["elongation"] = extent / max(depth, float(sp.min()))
     return _Part(out, r.box, model, stability, pad)
+
+
+def _fill_artefact_holes(region: BoolArray, art: BoolArray) -> BoolArray:
+    """Enclosed holes that touch an artefact (the partial-volume halo of a bubble beyond the
+    artefact margin, a bright streak core beside the needle) belong to the zone: left open they
+    thin its wall, and the neck cut would then cut the zone itself. Other enclosed holes (a
+    vessel crossing the zone) stay open until the final hole filling."""
+    holes = np.asarray(ndimage.binary_fill_holes(region)) & ~region
+    if not holes.any() or not art.any():
+        return region
+    lab, _ = ndimage.label(holes, structure=morph.STRUCT26)
+    ids = np.unique(lab[ndimage.binary_dilation(art, structure=morph.STRUCT26) & holes])
+    return np.asarray(region | np.isin(lab, ids[ids > 0]))
 
 
 def _depth_at_seed(region: BoolArray, r: _Roi, sp: F64) -> float:
@@ -329,6 +403,7 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
         stats.update({prefix + k: round(float(x), 2) for k, x in part.model.stats.items()})
         stats[prefix + "roi_pad_mm"] = float(part.pad)
     quality = _union_quality(image, full, parts, p)
+    _shape_evidence(quality, parts, p)
     vox_ml = geometry.voxel_volume_ml(image)
     _, n = ndimage.label(full, structure=morph.STRUCT26)
     stats["volume_ml"] = float(full.sum() * vox_ml)
@@ -342,6 +417,20 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
     mask = geometry.array_to_image(full.astype(np.uint8), image)
     return SegmentationResult(mask=mask, method=METHOD, warnings=warns, stats=stats,
                               quality=quality)
+
+
+def _shape_evidence(quality: Quality, parts: list[_Part], p: AblationParams) -> None:
+    """Shape evidence of a leak, added to ``quality``: a zone from up to three overlapping
+    probes is at most ~10 times as long (extent) as it is thick at the click (radius of the
+    largest ball inside it near the click); on the development set good masks reach 2.5-10.2
+    and the leaks into the abdominal wall or along the bowel 24-99. A part longer than
+    ``leak_elongation`` times its thickness has leaked: quality "poor", leak suspicion 1."""
+    worst = max(pt.model.stats.get("elongation", 0.0) for pt in parts)
+    if worst > p.leak_elongation:
+        quality.reasons.append(f"it is {worst:.0f} times as long as the zone is thick at the "
+                               "click: it has leaked out of the zone")
+        quality.level = "poor"
+        quality.leak_suspicion = 1.0
 
 
 def _union_quality(image: sitk.Image, full: BoolArray, parts: list[_Part],
