@@ -11,7 +11,8 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
 2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
    inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
    a bubble or the needle works; a click beside the needle takes the HU *mode* near it, see
-   :func:`_seed_mode_marker`), then refined on the provisional region's core; surroundings =
+   :func:`~a0verify.segmentation.ablation_steps.seed_mode_marker`), then refined on the
+   provisional region's core; surroundings =
    median of a shell 1.5-6 mm outside it (rim and parenchyma; when darker tissue such as bile
    fills the shell, its brighter part, with a warning). The upper threshold is the
    gradient-weighted mean HU across the provisional boundary (for a blurred step it is the
@@ -49,6 +50,7 @@ from scipy import ndimage
 
 from a0verify import geometry
 from a0verify.errors import SegmentationError
+from a0verify.segmentation import ablation_steps as steps
 from a0verify.segmentation import morph
 from a0verify.segmentation.result import Quality, SegmentationResult, assess
 
@@ -115,7 +117,7 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
     sp = geometry.spacing_zyx(image)
     box = geometry.roi_box_around_lps(image, seed_lps[None], pad)
     raw = sitk.GetArrayFromImage(geometry.crop(image, box)).astype(np.float32)
-    sm = _smooth(raw, sp, p)
+    sm = steps.smooth_ct(raw, sp, p.smooth_sigma_mm, p.metal_hu, p.streak_median_mm)
     art = (sm < p.gas_hu) | (raw > p.metal_hu)
     passable = np.zeros_like(art)
     if art.any():
@@ -135,7 +137,9 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
     marker = np.zeros_like(art)
     near = morph.ball(sm.shape, seed, p.seed_radius_mm, sp)
     if metal.any() and (near & avoid).sum() > 0.5 * near.sum():
-        marker = _seed_mode_marker(sm, art, seed, sp, p)  # a click beside the needle
+        marker = steps.seed_mode_marker(  # a click beside the needle
+            sm, art, seed, sp, p.seed_radius_mm, p.seed_core_mm, p.seed_mode_bw_hu,
+            p.seed_mode_hu)
     for radius in (p.seed_radius_mm, 2.5 * p.seed_radius_mm):  # a click on gas or metal
         if marker.sum() >= 10:
             break
@@ -152,51 +156,9 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
     return _Roi(box, sm, art, passable, seed, marker, faces)
 
 
-def _seed_mode_marker(sm: F32, art: BoolArray, seed: F64, sp: F64,
-                      p: AblationParams) -> BoolArray:
-    """Marker for a click beside a metal needle (more than half of its ``seed_radius_mm`` ball
-    lies in the streak core, ``metal_avoid_mm`` around the metal): the voxels near the zone's
-    HU *mode*.
-
-    The mode is the peak of a kernel density of the smoothed HU (bandwidth ``seed_mode_bw_hu``)
-    over the ball outside gas and metal, each voxel weighted by a Gaussian of its distance to
-    the click (sigma ``seed_core_mm``). The zone is a plateau of similar HU and forms a peak;
-    the streak core spreads over hundreds of HU and forms none, and the parenchyma beyond the
-    edge of a small zone is weighted down by its distance. (A wider ball clear of the streak
-    core, the fallback used before, mostly holds parenchyma when the zone is 1-2 cm.) The marker
-    is the ball's voxels within ``seed_mode_hu`` of the mode; empty when there are too few."""
-    cand = morph.ball(sm.shape, seed, p.seed_radius_mm, sp) & ~art
-    if cand.sum() < 10:
-        return np.zeros_like(art)
-    idx = np.argwhere(cand)
-    d2 = np.sum(((idx - seed) * sp) ** 2, axis=1)
-    w = np.exp(-0.5 * d2 / p.seed_core_mm ** 2)
-    vals = sm[cand].astype(np.float64)
-    lo_edge, step = -300.0, 2.0
-    hist = np.bincount(np.clip(((vals - lo_edge) / step).astype(int), 0, 400), weights=w,
-                       minlength=401)
-    dens = ndimage.gaussian_filter1d(hist, p.seed_mode_bw_hu / step, mode="constant")
-    mode = lo_edge + step * (float(np.argmax(dens)) + 0.5)
-    marker = cand & (np.abs(sm - mode) <= p.seed_mode_hu)
-    return marker if marker.sum() >= 10 else np.zeros_like(art)
-
-
 def _window(r: _Roi, lo: float, hi: float) -> BoolArray:
     """Voxels the region may contain: zone-like HU (outside artefacts) or small artefacts."""
     return np.asarray(((r.sm >= lo) & (r.sm <= hi) & ~r.art) | r.passable)
-
-
-def _smooth(raw: F32, sp: F64, p: AblationParams) -> F32:
-    """Gaussian pre-smoothing; axial slices holding metal are first median-filtered in plane
-    (``streak_median_mm`` wide), which removes thin streaks and keeps edges."""
-    metal_slices = np.nonzero((raw > p.metal_hu).any(axis=(1, 2)))[0]
-    if metal_slices.size:
-        raw = raw.copy()
-        k = max(3, round(p.streak_median_mm / float(sp[1:].min())) | 1)
-        for z in metal_slices:
-            raw[z] = ndimage.median_filter(raw[z], size=k, mode="nearest")
-    return np.asarray(ndimage.gaussian_filter(raw, sigma=p.smooth_sigma_mm / sp, mode="nearest"),
-                      dtype=np.float32)
 
 
 def _touches(mask: BoolArray, faces: list[tuple[int, int]]) -> bool:
@@ -323,9 +285,9 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     step = p.stability_step * (model.m_out - model.m_in)
     wider = morph.component_touching(_window(r, model.lo, model.hi + step), r.marker)
     stability = float(wider.sum()) / max(float(region.sum()), 1.0)
-    body = _fill_artefact_holes(region, r.art)
+    body = steps.fill_artefact_holes(region, r.art)
     sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)
-    depth = _depth_at_seed(body, r, sp)
+    depth = steps.depth_at_seed(body, r.seed, sp)
     neck = float(np.clip(p.neck_fraction * depth, p.neck_radius_mm, p.neck_max_mm))
     reg = morph.neck_cut_fast(body[sub], r.marker[sub], neck, sp)
     if not reg.any():
@@ -349,29 +311,6 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     extent = float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
     model.stats["elongation"] = extent / max(depth, float(sp.min()))
     return _Part(out, r.box, model, stability, pad)
-
-
-def _fill_artefact_holes(region: BoolArray, art: BoolArray) -> BoolArray:
-    """Enclosed holes that touch an artefact (the partial-volume halo of a bubble beyond the
-    artefact margin, a bright streak core beside the needle) belong to the zone: left open they
-    thin its wall, and the neck cut would then cut the zone itself. Other enclosed holes (a
-    vessel crossing the zone) stay open until the final hole filling."""
-    holes = np.asarray(ndimage.binary_fill_holes(region)) & ~region
-    if not holes.any() or not art.any():
-        return region
-    lab, _ = ndimage.label(holes, structure=morph.STRUCT26)
-    ids = np.unique(lab[ndimage.binary_dilation(art, structure=morph.STRUCT26) & holes])
-    return np.asarray(region | np.isin(lab, ids[ids > 0]))
-
-
-def _depth_at_seed(region: BoolArray, r: _Roi, sp: F64) -> float:
-    """Radius (mm) of the largest ball inside ``region`` near the seed (within 15 mm): the
-    zone's own thickness, which a leak elsewhere does not inflate."""
-    near = morph.ball(region.shape, r.seed, 15.0, sp)
-    sub = morph.bbox(near, 1, region.shape)
-    d = morph.edt(np.pad(region[sub], 1), sp)[1:-1, 1:-1, 1:-1]
-    vals = d[near[sub] & region[sub]]
-    return float(vals.max()) if vals.size else 0.0
 
 
 def _fmt(seed: npt.ArrayLike) -> str:
