@@ -355,8 +355,7 @@ def _organ_search(case: Case, init: sitk.Euler3DTransform, kind: str,
     if found.metric_mask is not None:
         kept = case.liver & sitk.Resample(found.metric_mask, case.liver, sitk.Transform(),
                                           sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        ml = float(np.sum(sitk.GetArrayViewFromImage(kept))) * float(
-            np.prod(kept.GetSpacing())) / 1000.0
+        ml = float(np.sum(sitk.GetArrayViewFromImage(kept))) * geometry.voxel_volume_ml(kept)
         case.found["organ_search"]["metric_ml"] = ml
         if ml >= MIN_SLIDE_METRIC_ML:
             case.liver = kept

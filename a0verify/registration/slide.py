@@ -165,25 +165,24 @@ def organ_slide(fixed: sitk.Image, moving: sitk.Image, sample: sitk.Image, zone:
     agree = voters & (best - scores[win] <= AGREE_NCC)
     dy, dz = shifts[win]
 
-    def total(a: float, c: float) -> float:
-        s = ncc(a, c)
+    def total(s: F64) -> float:
         return float(np.sum(np.where(agree, s, 0.0) * weight))
 
-    cur = total(dy, dz)
+    at = scores[win]  # the blocks' NCC at the current shift
+    cur = total(at)
     step = STEP_MM / 2
     for _ in range(2):
-        cand = {(dy + a, dz + c): total(dy + a, dz + c) for a in (-step, 0.0, step)
+        cand = {(dy + a, dz + c): ncc(dy + a, dz + c) for a in (-step, 0.0, step)
                 for c in (-step, 0.0, step) if (a, c) != (0.0, 0.0)}
-        (ny_, nz_), val = max(cand.items(), key=lambda kv: kv[1])
-        if val > cur:
-            dy, dz, cur = ny_, nz_, val
+        (ny_, nz_), s_best = max(cand.items(), key=lambda kv: total(kv[1]))
+        if total(s_best) > cur:
+            dy, dz, at, cur = ny_, nz_, s_best, total(s_best)
         step /= 2
     share = float(votes[win] / max(votes.sum(), 1e-12))
     info.update(vote_share=share, candidate_dz_mm=dz, candidate_dy_mm=dy)
     if abs(dz) < MIN_SLIDE_MM:  # a slide is cranio-caudal; the rigid stage does the rest
         return SlideResult(init, None, info)
     info.update(dz_mm=dz, dy_mm=dy)
-    at = ncc(dy, dz)
     confident = usable & (peak >= MIN_PEAK)
     agree = confident & (best - at <= AGREE_NCC)
     otherwise = confident & (best - at > DISAGREE_NCC)
