@@ -277,3 +277,28 @@ def test_new_run_removes_an_earlier_dicom_export(tmp_path: Path) -> None:
     (tmp_path / "report.json").write_text(json.dumps({"outputs": {"dicom": "dicom"}}))
     retire_previous_result(tmp_path)
     assert not (tmp_path / "dicom").exists() and not (tmp_path / "report.json").exists()
+
+
+def test_series_without_frame_of_reference_gets_a_synthesized_reference(
+        dicom_result: dict[str, Any], tmp_path: Path) -> None:
+    """A post CT series whose Frame of Reference UID was stripped (some anonymisers do) cannot be
+    referenced by a SEG: the export says so and references a synthesized copy instead (new
+    study, the patient kept), rather than failing after the report was written."""
+    from a0verify.dicom_out.export import export_dicom
+
+    post = tmp_path / "post"
+    post.mkdir()
+    for f in sorted(dicom_result["post_dir"].glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        del ds.FrameOfReferenceUID
+        ds.save_as(post / f.name)
+    res = tmp_path / "res"
+    shutil.copytree(dicom_result["dir"], res, ignore=shutil.ignore_patterns("dicom"))
+    exp = export_dicom(res, post=str(post))
+    assert exp.reference == "synthesized" and "FrameOfReferenceUID" in exp.reason
+    seg = pydicom.dcmread(exp.folder / "seg.dcm", stop_before_pixels=True)
+    original = pydicom.dcmread(next(post.glob("*.dcm")), stop_before_pixels=True)
+    assert seg.FrameOfReferenceUID and seg.StudyInstanceUID != original.StudyInstanceUID
+    assert seg.PatientID == original.PatientID and seg.PatientName == original.PatientName
+    ct0 = pydicom.dcmread(sorted((exp.folder / "ct").glob("*.dcm"))[0], stop_before_pixels=True)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ct0.SeriesInstanceUID

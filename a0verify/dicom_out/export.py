@@ -42,7 +42,11 @@ class ExportResult:
 
 
 def _reference(report: dict[str, Any], work: Path, post: str | None, anonymized: bool) -> Any:
-    from a0verify.dicom_out.reference import original_reference, synthesized_reference
+    from a0verify.dicom_out.reference import (
+        missing_attributes,
+        original_reference,
+        synthesized_reference,
+    )
     from a0verify.io import read_image
     from a0verify.io.dicom import looks_like_dicom
 
@@ -60,14 +64,21 @@ def _reference(report: dict[str, Any], work: Path, post: str | None, anonymized:
         raise InputError(f"{p}: post-ablation CT recorded in report.json does not exist; give "
                          "its new location with --post")
     is_dicom = p.is_dir() or looks_like_dicom(p)
-    if is_dicom and not anonymized:
-        return original_reference(p, series_uid, expected)
     reason = "anonymized export" if anonymized else "the post-ablation CT was not DICOM"
+    patient = None
+    if is_dicom and not anonymized:
+        ref = original_reference(p, series_uid, expected)
+        missing = missing_attributes(ref.datasets)
+        if not missing:
+            return ref
+        reason = f"the post-ablation CT series has no {', '.join(missing)} to reference"
+        patient = ref.study.patient
     image = read_image(p, what="post-ablation CT", series_uid=series_uid if is_dicom else None)
     sha = (prov.get("input_sha256") or {}).get("post")
     return synthesized_reference(image, work / "ct", anonymized=anonymized, source_sha256=sha,
                                  reason=reason, uids=ident.get("uids") if anonymized else None,
-                                 pseudonym=ident.get("pseudonym") if anonymized else None)
+                                 pseudonym=ident.get("pseudonym") if anonymized else None,
+                                 patient=patient)
 
 
 def _page_pdf(d: Path, report: dict[str, Any], work: Path, sanitize: bool) -> bytes | None:

@@ -4,7 +4,9 @@
   result is not anonymized. Its headers are re-read from the path recorded in report.json (or
   given with ``--post``) and checked against the SeriesInstanceUID recorded at run time; the SEG
   and SR join its study (Study Instance UID, patient, Frame of Reference).
-* **Synthesized**: the post CT was not DICOM (NIfTI, NRRD, ...), or the export is anonymized.
+* **Synthesized**: the post CT was not DICOM (NIfTI, NRRD, ...), the export is anonymized, or
+  the DICOM series lacks what a SEG must reference (:data:`REQUIRED`, e.g. a series whose Frame
+  of Reference UID was stripped; the patient identity is then kept).
   The post CT image is written as a new DICOM CT series (DERIVED\\SECONDARY, series description
   saying so) in a **new study**, and sent along with the results so that every reference
   resolves in the PACS. Anonymized: no patient name, birth date or study date; PatientID is a
@@ -23,6 +25,16 @@ import numpy as np
 
 from a0verify.dicom_out.ctseries import StudyInfo, write_ct_series
 from a0verify.errors import InputError
+
+#: Header attributes of every source instance that the SEG and SR reference (CT Image IOD:
+#: all Type 1); a series missing one is referenced through a synthesized copy instead.
+REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID",
+            "FrameOfReferenceUID")
+
+
+def missing_attributes(datasets: list[Any]) -> list[str]:
+    """The :data:`REQUIRED` keywords absent or empty in any of ``datasets``."""
+    return [kw for kw in REQUIRED if any(not str(ds.get(kw, "") or "") for ds in datasets)]
 
 
 @dataclass
@@ -138,11 +150,15 @@ def _files_in_order(p: Path, ident: dict[str, Any]) -> list[Path]:
 def synthesized_reference(post_image: Any, folder: Path, *, anonymized: bool,
                           source_sha256: str | None, reason: str,
                           uids: dict[str, str] | None = None,
-                          pseudonym: str | None = None) -> ReferenceSeries:
+                          pseudonym: str | None = None,
+                          patient: dict[str, str] | None = None) -> ReferenceSeries:
     """Write ``post_image`` as a new DICOM CT series into ``folder`` (new study) and return it.
 
     ``uids`` may give ``study_instance_uid``, ``series_instance_uid``, ``frame_of_reference_uid``
     (kept stable across exports of one anonymized result); missing ones are generated.
+    ``patient``: the source's patient module (PatientName, PatientID, ...) to keep when not
+    anonymized (a DICOM source that could not be referenced); default: a PatientID derived
+    from the image (see the module docstring).
     """
     import pydicom
     from pydicom.uid import generate_uid
@@ -159,9 +175,10 @@ def synthesized_reference(post_image: Any, folder: Path, *, anonymized: bool,
     import datetime as _dt
 
     now = _dt.datetime.now()
+    keep = {k: v for k, v in (patient or {}).items() if v} if not anonymized else {}
     study = StudyInfo(study_instance_uid=u["study_instance_uid"],
                       frame_of_reference_uid=u["frame_of_reference_uid"],
-                      patient={"PatientID": pid, "PatientName": ""},
+                      patient={"PatientID": pid, "PatientName": "", **keep},
                       study_date="" if anonymized else now.strftime("%Y%m%d"),
                       study_time="" if anonymized else now.strftime("%H%M%S"), study_id="A0V",
                       study_description="a0verify ablation margin")
