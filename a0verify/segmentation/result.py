@@ -48,11 +48,12 @@ class Quality:
         return asdict(self)
 
     def sentence(self, structure: str) -> str:
-        """One plain sentence for people, e.g. "Ablation-zone segmentation: review it (...)"."""
+        """One plain sentence for people, e.g. "Ablation-zone segmentation: review it before
+        trusting the verdict (...)"."""
         head = {"good": "looks reliable", "review": "review it before trusting the verdict",
                 "poor": "low quality; do not trust the verdict without correcting it"}[self.level]
         tail = f" ({'; '.join(self.reasons)})" if self.reasons else ""
-        return f"{structure} segmentation {head}{tail}."
+        return f"{structure} segmentation: {head}{tail}."
 
 
 @dataclass
