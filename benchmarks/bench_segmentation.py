@@ -156,6 +156,7 @@ def failure_cases(img: sitk.Image) -> list[Case]:
              expect="error"),
         Case("F4 tumour line in normal liver", "tumor", "-", img, [],
              ([c[0] - 10, c[1], c[2]], [c[0] + 10, c[1], c[2]]), expect="error"),
+        Case("F5 tumour click in normal liver", "tumor", "-", img, [c], expect="error"),
     ]
 
 

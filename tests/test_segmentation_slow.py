@@ -160,6 +160,16 @@ def test_click_in_unablated_liver_fails(hcc048: sitk.Image) -> None:
         segment_ablation(hcc048, [list(HCC048_LIVER_POINT_LPS)])
 
 
+def test_tumour_click_in_normal_liver_fails(hcc048: sitk.Image) -> None:
+    """A tumour click (no line) in normal liver: the clicked tissue has no border within 150 mm,
+    so no lesion is there - an error, not the whole liver (1934 ml) rated "review"."""
+    from a0verify.errors import SegmentationError
+
+    for point in [HCC048_LIVER_POINT_LPS, *HCC048_ANCHORS[20][:2]]:
+        with pytest.raises(SegmentationError, match="no lesion was found there"):
+            segment_tumor(hcc048, seeds_lps=[list(point)])
+
+
 @pytest.mark.parametrize(("name", "delta_hu", "extra", "min_dice"), [
     ("near-iso hypo 15 HU", -15.0, {}, 0.80),  # measured 0.83 (benchmark: near-iso is hardest)
     ("hyper 40 HU", 40.0, {}, 0.85),

@@ -95,6 +95,11 @@ def segment_tumor_core(image: sitk.Image, *, line_lps: tuple[Sequence[float], Se
     else:
         mid = np.mean(pts_in, axis=0)
         length = _estimate_diameter(image, pts_in, p)
+        if length >= p.max_diameter_mm:
+            raise SegmentationError(
+                f"tumour segmentation: the tissue at the click(s) reaches {p.max_diameter_mm:.0f}"
+                " mm across without a border, so no lesion was found there (normal liver?); "
+                "click inside the tumour or give its diameter line (--line)")
     radius = 0.5 * length
     pad = p.grow * radius + p.shell_mm[1] * 2 + 5.0
     anchors = [mid] + pts_in + [np.asarray(o, float) for o in outside_lps]
@@ -223,7 +228,10 @@ def _dist_to(shape: tuple[int, ...], center_zyx: F64, sp: F64) -> F64:
 
 def _estimate_diameter(image: sitk.Image, seeds: list[F64], p: TumorParams) -> float:
     """Diameter (mm) of the region grown from the clicks with a window of +/- max(2.5 spread,
-    ``seeds_only_window_hu``) around their median HU (neck-cut), at most ``max_diameter_mm``."""
+    ``seeds_only_window_hu``) around their median HU (neck-cut), at most ``max_diameter_mm``
+    (also returned when the region reaches the edge of the ``max_diameter_mm`` box around the
+    clicks: the clicked tissue has no border, e.g. normal liver; real tumours from a click at
+    their centre: 11-92 mm, normal liver in HCC_048: about 200 mm)."""
     sp = geometry.spacing_zyx(image)
     c = np.mean(seeds, axis=0)
     reach = 0.5 * p.max_diameter_mm + max(float(np.linalg.norm(s - c)) for s in seeds)
@@ -241,6 +249,12 @@ def _estimate_diameter(image: sitk.Image, seeds: list[F64], p: TumorParams) -> f
     region = morph.component_touching((sm >= m - half) & (sm <= m + half), marker)
     sub = morph.bbox(region, 2, region.shape)
     region = morph.neck_cut(region[sub], marker[sub], 3.0, sp)
+    full_shape = geometry.xyz_to_zyx(image.GetSize()).astype(int)
+    for ax in range(3):  # grew to the box (not the image's edge): unbounded at this size
+        lo_face, hi_face = sub[ax].start == 0, sub[ax].stop == raw.shape[ax]
+        if (lo_face and box.lo_zyx[ax] > 0 and region.take(0, axis=ax).any()) or \
+                (hi_face and box.hi_zyx[ax] < full_shape[ax] and region.take(-1, axis=ax).any()):
+            return p.max_diameter_mm
     if not region.any():
         return 20.0
     pts = np.argwhere(region) * sp
