@@ -190,3 +190,23 @@ def test_cli_run_different_regions_exit_3_without_report(small_case: dict[str, P
     assert r.exit_code == 3, r.output
     assert "same region" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o" / "report.json").exists()
+
+
+
+@needs_data
+@pytest.mark.slow
+def test_one_click_zone_in_a_noisy_liver_is_not_rated_poor() -> None:
+    """Benchmark pair hcc048-plain-1000 (real anatomy, post CT with 10-20 HU of added noise): the
+    zone from one click at its centre is close to the truth and not rated "poor". Loosening the
+    threshold by 15 % of the contrast there lets the noisy liver percolate (3.3 x the volume,
+    through threads of noise); such a flood is not a leak, and only the part reached through
+    bridges at least 4 mm thick counts (1.06 x). Before: rated poor at Dice 0.98, as were 4 more
+    of the 30 benchmark pairs (Dice 0.96-0.98)."""
+    from a0verify.segmentation import dice_coefficient, segment_ablation
+
+    src = load_source("hcc048", SHARED_DATA)
+    pair = make_pair(src, make_spec(src, "plain", 1000))
+    res = segment_ablation(pair.post, [list(pair.zone_center)])
+    assert dice_coefficient(res.mask, pair.ablation) >= 0.95
+    assert res.quality is not None and res.quality.level != "poor", res.quality
+    assert res.quality.threshold_stability < 1.5, res.quality

@@ -92,6 +92,8 @@ class AblationParams:
     refine_iterations: int = 2
     edge_threshold: bool = False
     stability_step: float = 0.15
+    flood_ratio: float = 1.5  # wider/region volume above which the flood's threads are cut
+    stability_thread_mm: float = 2.0  # ... when thinner than twice this (noise percolation)
     max_volume_ml: float = 1500.0
     max_artefact_ml: float = 10.0
     streak_median_mm: float = 3.5
@@ -285,6 +287,9 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     step = p.stability_step * (model.m_out - model.m_in)
     wider = morph.component_touching(_window(r, model.lo, model.hi + step), r.marker)
     stability = float(wider.sum()) / max(float(region.sum()), 1.0)
+    if stability > p.flood_ratio:  # a flood only through threads of noise is not a leak
+        thick = morph.neck_cut_fast(wider, r.marker, p.stability_thread_mm, sp)
+        stability = float(thick.sum()) / max(float(region.sum()), 1.0)
     body = steps.fill_artefact_holes(region, r.art)
     sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)
     depth = steps.depth_at_seed(body, r.seed, sp)
