@@ -54,6 +54,19 @@ def euler_from_matrix(matrix: npt.ArrayLike, center: npt.ArrayLike,
     return tx
 
 
+def settled(t: sitk.Euler3DTransform) -> sitk.Euler3DTransform:
+    """``t`` with its angles rounded to 1e-9 rad and its translation and centre to 1e-6 mm.
+
+    The multi-threaded sums behind a start (image moments, the coarse metric) differ in their
+    last bits from run to run, and elastix's stochastic optimisation amplifies such differences
+    into visibly different registrations; rounded, the same inputs give the same start."""
+    out = sitk.Euler3DTransform(t)
+    out.SetCenter([round(float(v), 6) for v in t.GetCenter()])
+    p = [float(v) for v in t.GetParameters()]
+    out.SetParameters([round(v, 9) for v in p[:3]] + [round(v, 6) for v in p[3:]])
+    return out
+
+
 def as_euler(tx: sitk.Transform, center: Sequence[float] | F64) -> sitk.Euler3DTransform:
     """Rigid ``tx`` (Euler/Versor/Affine with orthonormal matrix) as an Euler3D about ``center``."""
     c = np.asarray(center, np.float64)
@@ -227,6 +240,9 @@ def coarse_start(fixed: sitk.Image, moving: sitk.Image, center: npt.ArrayLike,
     reg.SetSmoothingSigmasPerLevel([4.0, 0.0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(init, inPlace=False)
+    # one thread: the metric's per-thread sums are added in a run-dependent order otherwise, and
+    # the start (hence elastix's result, QA and verdict) would change from run to run
+    reg.SetNumberOfThreads(1)
     try:
         out = reg.Execute(f5, m5)
     except RuntimeError as exc:

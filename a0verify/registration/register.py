@@ -22,7 +22,9 @@ the post grid.
    half-width and, when the evidence is weak, reliability notes (the verdict's caveat).
 
 Parameter maps are the files in ``a0verify/registration/params`` (recorded with their sha256);
-the random samplers are seeded, so results are deterministic for a given thread count.
+the random samplers are seeded, each elastix run uses one thread (:data:`ELASTIX_THREADS`) and
+the start is rounded (:func:`~a0verify.registration.initial.settled`), so the same inputs give
+the same registration, run after run.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ MIN_SLIDE_METRIC_ML = 25.0
 #: full iterations cost CPU time, not wall time).
 RESTART_ITERATIONS = 1.0
 RESTART_FAIL_MM = 5.0  # p95 disagreement between restarts above this -> QA failure
+#: Threads of each elastix run. Multi-threaded elastix is not reproducible (its per-thread
+#: metric sums are added in a run-dependent order and the stochastic optimiser amplifies the
+#: difference: on case02, MAM 2.43 and 3.41 mm from two identical runs); the second core runs
+#: the restart beside the main run instead.
+ELASTIX_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,8 @@ class RegistrationSettings:
     """How to register (validated on creation; InputError on bad values).
 
     ``method``: ``none`` (identity), ``rigid`` or ``deformable``; ``roi_pad_mm``: ROI padding
-    around the zone (mm); ``threads``: bound on elastix/SimpleITK/Numba threads (None: all usable
+    around the zone (mm); ``threads``: bound on SimpleITK/Numba threads and on elastix runs side by
+    side (each on :data:`ELASTIX_THREADS`, for reproducibility) (None: all usable
     CPUs); ``seed``: sampler seed; ``restarts``: extra runs (other seed, perturbed start) whose
     disagreement feeds the uncertainty; ``ladder``: the attempts; ``param_overrides``:
     ``{"rigid"|"bspline": {elastix parameter: [values]}}`` on top of the shipped maps;
@@ -215,24 +223,23 @@ def _attempt(case: Case, init: sitk.Euler3DTransform, settings: RegistrationSett
     e_fix, e_mov = metric_window(region.fixed, region.moving, region.fixed_mask)
     args = (e_fix, e_mov, region.fixed_mask, region.moving_mask)
     # Restarts (-> uncertainty): other seeds, a perturbed start. They do not depend on the main
-    # run: with a budget of >= 2 threads each runs in the worker process on 1 thread while the
-    # main run uses the rest (elastix's B-spline stage gains little from a 2nd thread).
+    # run: with a budget of >= 2 threads each runs in the worker process beside the main run
+    # (every elastix run on ELASTIX_THREADS; the B-spline stage gains little from a 2nd thread).
     rstarts = [(initial.perturb(init, 2.0 * (j + 1), 1.0), _restart_maps(maps, j))
                for j in range(settings.restarts)]
     use_worker = bool(rstarts) and budget > len(rstarts) and pool.worker.active
-    jobs = [pool.worker.submit(run_job, *args, rinit, rmaps, 1,
+    jobs = [pool.worker.submit(run_job, *args, rinit, rmaps, ELASTIX_THREADS,
                                name=f"registration restart {j + 1}")
             for j, (rinit, rmaps) in enumerate(rstarts)] if use_worker else []
     try:
-        out, secs = run_maps(*args, init, maps, budget - len(jobs) if jobs else None)
+        out, secs = run_maps(*args, init, maps, ELASTIX_THREADS)
         run = run_from_maps(out, len(maps), init, secs)
     except ElastixFailed as exc:
         if jobs:  # the restart belongs to the failed attempt: stop it
             pool.worker.reset()
         return f"elastix: {exc}"
     finally:
-        if jobs:
-            elastix_backend.set_threads(budget)
+        elastix_backend.set_threads(budget)
     timings["elastix"] = run.seconds
     t = time.perf_counter()
     zone_roi = roi.crop_like(case.zone, region.fixed)
@@ -247,7 +254,7 @@ def _attempt(case: Case, init: sitk.Euler3DTransform, settings: RegistrationSett
             status, payload, rsecs = jobs[j].result(warnings=pool.warnings)
             pool.cpu_s += jobs[j].cpu_seconds if jobs[j].where == "worker" else 0.0
         else:
-            status, payload, rsecs = run_job(*args, rinit, rmaps, None)
+            status, payload, rsecs = run_job(*args, rinit, rmaps, ELASTIX_THREADS)
         try:
             if status != "ok":
                 raise ElastixFailed(payload)
@@ -258,8 +265,7 @@ def _attempt(case: Case, init: sitk.Euler3DTransform, settings: RegistrationSett
         st = qa.disagreement(run.transform, rrun.transform, region.fixed, near)
         check.metrics.setdefault("restart_disagreement_mm", []).append(st)
         spreads.append(st.get("p95", 0.0))
-    if jobs:
-        elastix_backend.set_threads(budget)  # a fallback in this process may have set 1
+    elastix_backend.set_threads(budget)  # the restarts in this process set 1
     timings["restarts"] = time.perf_counter() - t
     if spreads and max(spreads) > RESTART_FAIL_MM:
         check.failures.append(f"restarts disagree by {max(spreads):.1f} mm (95th percentile) "
@@ -319,8 +325,10 @@ def _register(fixed: sitk.Image, moving: sitk.Image, masks: RegistrationMasks,
     else:
         init, init_kind = initial.coarse_start(case.fixed, case.moving, case.center,
                                                settings.seed)
+    init = initial.settled(init)
     if case.liver is not None and case.zone is not None and masks.landmarks is None:
         init, init_kind = _organ_search(case, init, init_kind, settings.roi_pad_mm)
+        init = initial.settled(init)
     pool.timings["init"] = time.perf_counter() - t
     failures: list[str] = []
     log: list[dict[str, Any]] = []
