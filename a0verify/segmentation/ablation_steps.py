@@ -35,6 +35,9 @@ class StreakModel:
     window_deg: float = 36.0  # circular median of the radial extent
     tol_mm: float = 3.0  # a run this much beyond the expected extent is a spike
     min_enclosed: float = 0.7  # fraction of rays that must leave the core inside the zone
+    # quality: a mask whose border lies mostly near metal is at best "review"
+    border_mm: float = 10.0
+    border_max: float = 1.0 / 3.0
 
 
 def smooth_ct(raw: F32, sp: F64, smooth_sigma_mm: float, metal_hu: float,
@@ -206,3 +209,13 @@ def radial_streak_repair(region: BoolArray, metal: BoolArray, sp: F64, streaks: 
         spike = (rr > r_fill[k] + streaks.tol_mm) & (rr <= r_end[k] + 0.5)
         out[z] = (out[z] | fill) & ~spike
     return out
+
+
+def border_near_metal(region: BoolArray, metal: BoolArray, sp: F64, within_mm: float) -> float:
+    """Fraction of ``region``'s border voxels (6-connected) within ``within_mm`` of metal: the
+    part of the border that was judged inside the streak field, where the edge evidence
+    (contrast, weak-edge fraction) is unreliable."""
+    if not metal.any() or not region.any():
+        return 0.0
+    border = region & ~np.asarray(ndimage.binary_erosion(region))
+    return float(np.mean(morph.edt(~metal, sp)[border] <= within_mm))
