@@ -141,11 +141,24 @@ def test_small_zone_beside_the_gallbladder_is_not_refused(hcc048: sitk.Image) ->
     assert any("darker than the zone" in w for w in res.warnings), res.warnings
 
 
-def test_leak_far_longer_than_the_zone_is_thick_is_rated_poor(hcc048: sitk.Image) -> None:
-    """Benchmark case dev00 (XS zone filled by a needle's streak core): the region leaks along
-    the needle into the abdominal wall (Dice 0.001, 1.6 l). It is 99 times as long as the zone
-    is thick at the click (good masks on the dev set: 2.5-10.2), so the quality is "poor"."""
+def test_small_zone_filled_by_the_streak_core_does_not_leak(hcc048: sitk.Image) -> None:
+    """Benchmark case dev00 (XS zone filled by a needle's streak core): the region leaked along
+    the needle and the dark streaks into the abdominal wall (Dice 0.001, 1.6 l). The median
+    along circles around the needle removes the streaks (they are narrow in angle), and the
+    directional repair fills the notches of bright streaks and cuts the spikes of dark ones:
+    measured Dice 0.78, HD95 2.6 mm."""
     pc, click = _catalogue_case(hcc048, "dev", 0)
+    res = segment_ablation(pc.image, [click])
+    assert dice_coefficient(res.mask, pc.truth) >= 0.7
+    assert res.stats["volume_ml"] < 5.0, res.stats
+
+
+def test_leak_far_longer_than_the_zone_is_thick_is_rated_poor(hcc048: sitk.Image) -> None:
+    """Benchmark case holdout10 (XS zone beside the gallbladder, tract leaving it; a check of
+    the flag, nothing is tuned on it): the region leaks out along the tract (Dice ~0). It is
+    ~55 times as long as the zone is thick at the click (good masks on the dev set: 2.5-11.5),
+    so the quality is "poor" with leak suspicion 1."""
+    pc, click = _catalogue_case(hcc048, "holdout", 10)
     res = segment_ablation(pc.image, [click])
     assert res.quality is not None
     d = dice_coefficient(res.mask, pc.truth)

@@ -1,9 +1,13 @@
 """Stateless array steps of the ablation-zone grower (:mod:`a0verify.segmentation.ablation`):
-pre-smoothing with streak suppression, the zone's HU mode at a click beside metal, filling holes
-that touch artefacts, the zone's thickness at the seed. Arrays are (z, y, x); ``sp`` is the
-spacing in mm in that order; ``seed`` a (z, y, x) continuous index; HU throughout."""
+pre-smoothing with streak suppression (a median along circles around a needle crossing the
+slice), the zone's HU mode at a click beside metal, filling holes that touch artefacts, the
+zone's thickness at the seed, the directional streak repair of the grown region. Arrays are
+(z, y, x); ``sp`` is the spacing in mm in that order; ``seed`` a (z, y, x) continuous index; HU
+throughout."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -16,18 +20,93 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 
+@dataclass(frozen=True)
+class StreakModel:
+    """Where and how metal streaks are suppressed (mm, degrees)."""
+
+    median_mm: float = 3.5  # in-plane square median of every axial slice holding metal
+    arc_mm: float = 12.0  # angular median window: this much arc ...
+    min_deg: float = 30.0  # ... but at least this many degrees (at most 180)
+    reach_mm: tuple[float, float] = (20.0, 30.0)  # full strength up to, blended out by
+    metal_max_mm: float = 4.0  # metal cross-section radius beyond which a slice is in-plane
+    # the directional repair of the grown region (:func:`radial_streak_repair`)
+    core_mm: float = 3.0  # around the metal's cross-section: unknown, counted as inside
+    gap_mm: float = 2.0  # gaps bridged along a ray
+    window_deg: float = 36.0  # circular median of the radial extent
+    tol_mm: float = 3.0  # a run this much beyond the expected extent is a spike
+    min_enclosed: float = 0.7  # fraction of rays that must leave the core inside the zone
+    # quality: a mask whose border lies mostly near metal is at best "review"
+    border_mm: float = 10.0
+    border_max: float = 1.0 / 3.0
+
+
 def smooth_ct(raw: F32, sp: F64, smooth_sigma_mm: float, metal_hu: float,
-              streak_median_mm: float) -> F32:
-    """Gaussian pre-smoothing; axial slices holding metal are first median-filtered in plane
-    (``streak_median_mm`` wide), which removes thin streaks and keeps edges."""
-    metal_slices = np.nonzero((raw > metal_hu).any(axis=(1, 2)))[0]
+              streaks: StreakModel) -> F32:
+    """Gaussian pre-smoothing; axial slices holding metal are first filtered: where the metal's
+    cross-section is compact (a needle crossing the slice) by a median along circles around it
+    (:func:`angular_median`), then every metal slice by an in-plane square median
+    (``streaks.median_mm`` wide), which removes thin streaks and keeps edges."""
+    metal = raw > metal_hu
+    metal_slices = np.nonzero(metal.any(axis=(1, 2)))[0]
     if metal_slices.size:
         raw = raw.copy()
-        k = max(3, round(streak_median_mm / float(sp[1:].min())) | 1)
+        k = max(3, round(streaks.median_mm / float(sp[1:].min())) | 1)
         for z in metal_slices:
+            c, r_metal = metal_centre(metal[z], sp[1:])
+            if r_metal <= streaks.metal_max_mm and streaks.reach_mm[1] > 0:
+                raw[z] = angular_median(raw[z], c, sp[1:], streaks)
             raw[z] = ndimage.median_filter(raw[z], size=k, mode="nearest")
     return np.asarray(ndimage.gaussian_filter(raw, sigma=smooth_sigma_mm / sp, mode="nearest"),
                       dtype=np.float32)
+
+
+def metal_centre(metal2d: BoolArray, sp_yx: F64) -> tuple[F64, float]:
+    """Centroid (mm from the slice origin) of a slice's metal and the largest distance of a
+    metal voxel from it (mm): small for a needle crossing the slice."""
+    pts = np.argwhere(metal2d) * sp_yx
+    c = pts.mean(axis=0)
+    return c, float(np.sqrt(np.sum((pts - c) ** 2, axis=1)).max())
+
+
+def angular_median(img: F32, c_mm: F64, sp_yx: F64, streaks: StreakModel,
+                   n_theta: int = 360, dr_mm: float = 0.5) -> F32:
+    """Median along circles around ``c_mm`` (in-plane position in mm from the array origin).
+    Metal streaks are straight lines through the metal, so around it they are narrow in angle
+    and a median along the angle removes them, while edges that cross the circles (the zone's
+    boundary around a needle inside it) are kept: a 1-D median keeps steps. The window is
+    ``streaks.arc_mm`` of arc, at least ``streaks.min_deg`` and at most 180 degrees (near the
+    metal, where the streaks converge, no window separates them: that core stays unknown).
+    Beyond ``streaks.reach_mm`` the result is blended back to the input: far from the metal
+    the streaks are weak and thin structures narrow in angle (a radial stretch of the rim, the
+    liver's edge next to the needle's entry) must not be removed with them."""
+    r0, r1 = streaks.reach_mm
+    rs = np.arange(0.0, r1 + 2.0 * dr_mm, dr_mm)  # nothing is changed beyond r1
+    th = np.linspace(0.0, 2.0 * np.pi, n_theta, endpoint=False)
+    ys = (c_mm[0] + np.sin(th)[:, None] * rs[None]) / sp_yx[0]
+    xs = (c_mm[1] + np.cos(th)[:, None] * rs[None]) / sp_yx[1]
+    polar = ndimage.map_coordinates(img, [ys, xs], order=1, mode="nearest")
+    deg = np.clip(np.degrees(streaks.arc_mm / np.maximum(rs, 1e-3)), streaks.min_deg, 180.0)
+    size = (np.rint(deg / 360.0 * n_theta).astype(int) // 2) * 2 + 1
+    out = polar.copy()
+    for sz in np.unique(size):
+        cols = size == sz
+        out[:, cols] = ndimage.median_filter(polar[:, cols], size=(int(sz), 1), mode="wrap")
+    out = np.concatenate([out, out[:1]], axis=0)  # wrap the angle for the interpolation
+    # back to the slice, in the box around the disc of radius r1
+    lo = np.maximum(np.floor((c_mm - r1) / sp_yx).astype(int), 0)
+    hi = np.minimum(np.ceil((c_mm + r1) / sp_yx).astype(int) + 1, img.shape)
+    res = img.copy()
+    if np.any(hi <= lo):
+        return res
+    yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
+    dy, dx = yy * sp_yx[0] - c_mm[0], xx * sp_yx[1] - c_mm[1]
+    ti = np.mod(np.arctan2(dy, dx), 2.0 * np.pi) / (2.0 * np.pi) * n_theta
+    ri = np.hypot(dy, dx) / dr_mm
+    filt = ndimage.map_coordinates(out, [ti, ri], order=1, mode="nearest")
+    wgt = np.clip((r1 - ri * dr_mm) / max(r1 - r0, 1e-6), 0.0, 1.0)
+    win = res[lo[0]:hi[0], lo[1]:hi[1]]
+    res[lo[0]:hi[0], lo[1]:hi[1]] = wgt * filt + (1.0 - wgt) * win
+    return np.asarray(res, dtype=np.float32)
 
 
 def seed_mode_marker(sm: F32, art: BoolArray, seed: F64, sp: F64, radius_mm: float,
@@ -80,3 +159,63 @@ def depth_at_seed(region: BoolArray, seed: F64, sp: F64) -> float:
     d = morph.edt(np.pad(region[sub], 1), sp)[1:-1, 1:-1, 1:-1]
     vals = d[near[sub] & region[sub]]
     return float(vals.max()) if vals.size else 0.0
+
+
+def radial_streak_repair(region: BoolArray, metal: BoolArray, sp: F64, streaks: StreakModel,
+                         max_radius_mm: float = 60.0, n_angles: int = 120) -> BoolArray:
+    """Directional streak model: in an axial slice crossed by metal *inside* the zone, the
+    streaks are straight lines through the metal's cross-section, so the zone seen from the
+    metal is star-shaped with a radial extent that varies slowly with the angle; a bright
+    streak cuts a narrow radial notch into it and a dark streak sticks out as a narrow radial
+    spike. Per slice: rays from the metal's centroid (``n_angles``, 0.5 mm steps); the zone's
+    extent along a ray is the end of its first run from the metal (voxels within
+    ``streaks.core_mm`` of the metal's cross-section count as inside: the streak core neither
+    seeds nor stops the run; gaps up to ``streaks.gap_mm`` are bridged); the slice is modelled
+    only when at least ``streaks.min_enclosed`` of the rays leave the core inside the zone (the
+    metal is enclosed). The expected extent is the circular median over
+    ``streaks.window_deg``; voxels up to it are filled, and the run beyond it by more than
+    ``streaks.tol_mm`` is removed. Slices where the metal is in-plane (metal farther than
+    ``streaks.metal_max_mm`` from its centroid) or not enclosed are left unchanged."""
+    out = region.copy()
+    steps_r = np.arange(0.0, max_radius_mm, 0.5)
+    th = np.linspace(0.0, 2.0 * np.pi, n_angles, endpoint=False)
+    win = max(3, round(streaks.window_deg / 360.0 * n_angles) | 1)
+    gap = max(1, round(streaks.gap_mm / 0.5))
+    yy, xx = np.mgrid[0:region.shape[1], 0:region.shape[2]]
+    for z in np.nonzero(metal.any(axis=(1, 2)))[0]:
+        c, r_metal = metal_centre(metal[z], sp[1:])
+        if r_metal > streaks.metal_max_mm or not region[z].any():
+            continue
+        r_core = r_metal + streaks.core_mm
+        ys = (c[0] + np.sin(th)[:, None] * steps_r[None]) / sp[1]
+        xs = (c[1] + np.cos(th)[:, None] * steps_r[None]) / sp[2]
+        inside = ndimage.map_coordinates(region[z].astype(np.uint8), [ys, xs], order=0,
+                                         mode="constant", cval=0).astype(bool)
+        inside |= steps_r[None] <= r_core
+        # end of the first run: the first gap longer than ``gap`` samples
+        miss = np.pad(~inside, ((0, 0), (0, gap)), constant_values=True).astype(int)
+        cs = np.concatenate([np.zeros((n_angles, 1), int), np.cumsum(miss, axis=1)], axis=1)
+        long_gap = (cs[:, gap:gap + steps_r.size] - cs[:, :steps_r.size]) >= gap
+        last = np.maximum(np.argmax(long_gap, axis=1) - 1, 0)  # last sample inside
+        r_end = steps_r[last] + 0.25
+        if np.mean(r_end > r_core + 1.0) < streaks.min_enclosed:
+            continue  # the metal is not inside the zone in this slice
+        r_fill = ndimage.median_filter(r_end, size=win, mode="wrap")
+        dy, dx = yy * sp[1] - c[0], xx * sp[2] - c[1]
+        rr = np.hypot(dy, dx)
+        k = np.rint(np.mod(np.arctan2(dy, dx), 2.0 * np.pi) / (2.0 * np.pi) * n_angles)
+        k = k.astype(int) % n_angles
+        fill = rr <= r_fill[k]
+        spike = (rr > r_fill[k] + streaks.tol_mm) & (rr <= r_end[k] + 0.5)
+        out[z] = (out[z] | fill) & ~spike
+    return out
+
+
+def border_near_metal(region: BoolArray, metal: BoolArray, sp: F64, within_mm: float) -> float:
+    """Fraction of ``region``'s border voxels (6-connected) within ``within_mm`` of metal: the
+    part of the border that was judged inside the streak field, where the edge evidence
+    (contrast, weak-edge fraction) is unreliable."""
+    if not metal.any() or not region.any():
+        return 0.0
+    border = region & ~np.asarray(ndimage.binary_erosion(region))
+    return float(np.mean(morph.edt(~metal, sp)[border] <= within_mm))
