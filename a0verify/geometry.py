@@ -177,6 +177,16 @@ class IndexBox:
     def shape(self) -> tuple[int, int, int]:
         return tuple(h - lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))  # type: ignore[return-value]
 
+    def faces(self, image_shape_zyx: Sequence[int] | npt.NDArray[np.int64], *,
+              on_image_edge: bool) -> list[tuple[int, int]]:
+        """Faces ``(axis, 0 | -1)`` of the box (as indices of an array cropped to it) that lie on
+        the edge of an image of ``image_shape_zyx`` (``on_image_edge``), or else the open ones
+        inside the image, beyond which a region in the crop could continue."""
+        lo = [(ax, 0) for ax in range(3) if (self.lo_zyx[ax] == 0) == on_image_edge]
+        hi = [(ax, -1) for ax in range(3)
+              if (self.hi_zyx[ax] == int(image_shape_zyx[ax])) == on_image_edge]
+        return lo + hi
+
     @property
     def empty(self) -> bool:
         return any(h <= lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True))

@@ -158,19 +158,13 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
                 break
         if marker.sum() >= 10:
             break
-    full = geometry.xyz_to_zyx(image.GetSize()).astype(int)
-    faces = [(ax, 0) for ax in range(3) if box.lo_zyx[ax] > 0]
-    faces += [(ax, -1) for ax in range(3) if box.hi_zyx[ax] < full[ax]]
+    faces = box.faces(geometry.xyz_to_zyx(image.GetSize()).astype(int), on_image_edge=False)
     return _Roi(box, sm, art, passable, seed, marker, faces, metal)
 
 
 def _window(r: _Roi, lo: float, hi: float) -> BoolArray:
     """Voxels the region may contain: zone-like HU (outside artefacts) or small artefacts."""
     return np.asarray(((r.sm >= lo) & (r.sm <= hi) & ~r.art) | r.passable)
-
-
-def _touches(mask: BoolArray, faces: list[tuple[int, int]]) -> bool:
-    return any(mask.take(end, axis=ax).any() for ax, end in faces)
 
 
 @dataclass
@@ -280,11 +274,11 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
                 "non-enhancing zone or supply a mask")
         if not region.any():
             raise SegmentationError(f"ablation seed {label}: no non-enhancing tissue at the seed")
-        if _touches(region, r.open_faces):
+        if morph.touches(region, r.open_faces):
             sub = morph.bbox(region, 2, region.shape)
             cut = np.zeros_like(region)
             cut[sub] = morph.neck_cut_fast(region[sub], r.marker[sub], p.neck_radius_mm, sp)
-            if _touches(cut, r.open_faces) and pad < p.roi_pad_max_mm:
+            if morph.touches(cut, r.open_faces) and pad < p.roi_pad_max_mm:
                 pad = min(pad * p.roi_growth, p.roi_pad_max_mm)
                 r = _roi(image, seed_lps, pad, p)
                 continue
@@ -404,9 +398,7 @@ def _union_quality(image: sitk.Image, full: BoolArray, parts: list[_Part],
     lo = min(pt.model.lo for pt in parts)
     hi = max(pt.model.hi for pt in parts)
     region = full[sub]
-    edge = any(region.take(0, axis=ax).any() and box.lo_zyx[ax] == 0 for ax in range(3)) or \
-        any(region.take(-1, axis=ax).any() and box.hi_zyx[ax] == full.shape[ax]
-            for ax in range(3))
+    edge = morph.touches(region, box.faces(full.shape, on_image_edge=True))
     q = assess(sm, region, sp, (lo, hi), max(pt.stability for pt in parts), edge,
                "ablation zone", ignore=art, min_contrast_hu=p.warn_contrast_hu)
     near = steps.border_near_metal(region, raw > p.metal_hu, sp, p.streaks.border_mm)

@@ -24,6 +24,11 @@ def edt(mask: BoolArray, spacing: F64) -> F64:
     return np.asarray(ndimage.distance_transform_edt(mask, sampling=spacing))
 
 
+def touches(mask: BoolArray, faces: list[tuple[int, int]]) -> bool:
+    """Whether ``mask`` has a True voxel on any of ``faces`` ``(axis, 0 | -1)``."""
+    return any(mask.take(end, axis=ax).any() for ax, end in faces)
+
+
 def ball_element(r_mm: float, spacing: F64) -> BoolArray:
     """Structuring element: voxel offsets within ``r_mm`` (mm, anisotropic spacing)."""
     h = np.floor(r_mm / spacing + 1e-9).astype(int)

@@ -193,9 +193,7 @@ def segment_tumor_core(image: sitk.Image, *, line_lps: tuple[Sequence[float], Se
     stability = float(wider.sum()) / max(float(region.sum()), 1.0)
     free_ratio = float(free.sum()) / max(float(region.sum()), 1.0)
     full_shape = geometry.xyz_to_zyx(image.GetSize()).astype(int)
-    edge = any(region.take(0, axis=ax).any() and box.lo_zyx[ax] == 0 for ax in range(3)) or \
-        any(region.take(-1, axis=ax).any() and box.hi_zyx[ax] == full_shape[ax]
-            for ax in range(3))
+    edge = morph.touches(region, box.faces(full_shape, on_image_edge=True))
     quality = assess(sm, region, sp, (lo, hi), stability, edge, "tumour",
                      min_contrast_hu=p.warn_contrast_hu, stability_limits=(1.6, 2.5))
     if a is None:
@@ -248,13 +246,10 @@ def _estimate_diameter(image: sitk.Image, seeds: list[F64], p: TumorParams) -> f
     half = max(2.5 * 1.4826 * float(np.median(np.abs(v - m))), p.seeds_only_window_hu)
     region = morph.component_touching((sm >= m - half) & (sm <= m + half), marker)
     sub = morph.bbox(region, 2, region.shape)
-    region = morph.neck_cut(region[sub], marker[sub], 3.0, sp)
+    region[sub] = morph.neck_cut(region[sub], marker[sub], 3.0, sp)  # nothing beyond sub
     full_shape = geometry.xyz_to_zyx(image.GetSize()).astype(int)
-    for ax in range(3):  # grew to the box (not the image's edge): unbounded at this size
-        lo_face, hi_face = sub[ax].start == 0, sub[ax].stop == raw.shape[ax]
-        if (lo_face and box.lo_zyx[ax] > 0 and region.take(0, axis=ax).any()) or \
-                (hi_face and box.hi_zyx[ax] < full_shape[ax] and region.take(-1, axis=ax).any()):
-            return p.max_diameter_mm
+    if morph.touches(region, box.faces(full_shape, on_image_edge=False)):
+        return p.max_diameter_mm  # grew to the box (not the image's edge): unbounded here
     if not region.any():
         return 20.0
     pts = np.argwhere(region) * sp
