@@ -257,3 +257,63 @@ def test_tumor_without_contrast_is_a_segmentation_error() -> None:
     img, _ = _scene(zones=(((0.0, 0.0, 0.0), (8, 8, 8)),), zone_hu=100.0, rim_hu=100.0, gas=())
     with pytest.raises(SegmentationError):
         segment_tumor(img, seeds_lps=[(0.0, 0.0, 0.0)])
+
+
+# --------------------------------------------------------------------------- enclosure
+def test_organ_fraction_above_a_flat_organ_is_the_analytic_cap() -> None:
+    """Organ = half-space below a plane, region above it; anisotropic voxels. A point at height
+    h sees the organ within range rho in a spherical cap of directions: fraction
+    (1 - h / rho) / 2, whatever the spacing."""
+    from a0verify.segmentation.enclosure import organ_fraction
+
+    sp = np.array([2.5, 0.8, 0.8])
+    shape = (44, 161, 161)
+    organ = np.zeros(shape, bool)
+    organ[:20] = True  # boundary at z index 19.5 (nearest-voxel sampling of the rays)
+    region = ~organ
+    rho = 30.0
+    frac = organ_fraction(region, organ, sp, range_mm=rho)
+    for k in (20, 22, 25, 28, 31):
+        h = (k - 19.5) * sp[0]
+        expected = 0.5 * (1.0 - h / rho)
+        assert abs(float(frac[k, 80, 80]) - expected) < 0.04, (k, frac[k, 80, 80], expected)
+    assert float(frac[40, 80, 80]) == 0.0
+    assert not organ_fraction(np.zeros(shape, bool), organ, sp).any()
+
+
+def test_leak_through_the_capsule_into_muscle_is_cut_at_the_capsule() -> None:
+    """A zone (40 HU) at the liver's surface (110 HU), cut flat by the capsule, touching a
+    12 mm muscle layer (50 HU: inside any zone threshold) under fat: the thresholded region is
+    zone + muscle. Keeping what the organ encloses in at least half the directions gives back
+    the zone (the cut lies on the capsule's continuation) and drops the muscle."""
+    from a0verify.segmentation.enclosure import enclosed_part
+
+    sp = np.array([2.0, 0.8, 0.8])
+    shape = (60, 180, 180)
+    z, y, x = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, sp, strict=True)],
+                          indexing="ij")
+    capsule_mm = 70.0
+    liver = z < capsule_mm
+    muscle = (z >= capsule_mm) & (z < capsule_mm + 12.0)
+    centre = np.array([capsule_mm - 8.0, 72.0, 72.0])
+    zone = liver & ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2
+                    <= 18.0 ** 2)
+    hu = np.where(liver, 110.0, np.where(muscle, 50.0, -100.0))
+    hu[zone] = 40.0
+    region = zone | muscle
+    marker = np.zeros(shape, bool)
+    ci = np.rint(centre / sp).astype(int)
+    marker[tuple(ci)] = True
+    kept = enclosed_part(region, marker, hu.astype(np.float32), sp, upper_hu=75.0,
+                         lower_hu=20.0, tissue_hu=110.0)
+    dice = 2.0 * (kept & zone).sum() / (kept.sum() + zone.sum())
+    assert dice >= 0.95, dice
+    assert (kept & muscle).sum() < 0.02 * muscle.sum()
+    # a zone deep in the organ is left alone
+    deep = liver & ((z - 40.0) ** 2 + (y - 72.0) ** 2 + (x - 72.0) ** 2 <= 15.0 ** 2)
+    hu2 = np.where(liver, 110.0, -100.0)
+    hu2[deep] = 40.0
+    m2 = np.zeros(shape, bool)
+    m2[20, 90, 90] = True
+    assert (enclosed_part(deep, m2, hu2.astype(np.float32), sp, upper_hu=75.0, lower_hu=20.0,
+                          tissue_hu=110.0) == deep).all()

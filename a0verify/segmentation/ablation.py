@@ -33,9 +33,12 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    capsule's partial-volume sheet; holes that touch an artefact are filled first so a
    bubble's halo does not thin the zone's own wall); what stays is judged by the quality
    signal (weak-edge fraction of the border, threshold stability, contrast, image edge; see
-   :mod:`a0verify.segmentation.result`; plus the shape test of :func:`_shape_evidence`: a part
-   far longer than the zone is thick at the click has leaked), which goes into report.json and
-   the report page.
+   :mod:`a0verify.segmentation.result`; plus the shape tests of
+   :func:`~a0verify.segmentation.ablation_steps.shape_evidence`: a part far longer than the zone
+   is thick at the click has leaked), which goes into report.json and the report page. A region
+   still suspect by shape after the neck cut (``enclosure_elongation``) keeps only what the
+   liver encloses (:mod:`a0verify.segmentation.enclosure`): a leak through the capsule into
+   the diaphragm or body wall, where muscle has the zone's HU and no edge separates them.
 5. Clean-up: closing by ``close_radius_mm`` (streak cracks), artefacts inside the closing by
    ``artefact_close_mm`` given back, holes filled. Several seeds: each seed not already inside
    an earlier seed's zone grows its own region; the mask is their union.
@@ -56,7 +59,7 @@ from scipy import ndimage
 from a0verify import geometry
 from a0verify.errors import SegmentationError
 from a0verify.segmentation import ablation_steps as steps
-from a0verify.segmentation import morph
+from a0verify.segmentation import enclosure, morph
 from a0verify.segmentation.result import Quality, SegmentationResult, assess
 
 BoolArray = npt.NDArray[np.bool_]
@@ -107,6 +110,7 @@ class AblationParams:
     neck_max_mm: float = 6.0
     min_volume_ml: float = 0.05
     leak_elongation: float = 20.0
+    enclosure_elongation: float = 10.0  # above: keep only what the organ encloses
 
 
 @dataclass
@@ -294,10 +298,18 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
         thick = morph.neck_cut_fast(wider, r.marker, p.stability_thread_mm, sp)
         stability = float(thick.sum()) / max(float(region.sum()), 1.0)
     body = steps.fill_artefact_holes(region, r.art)
-    sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)
     depth = steps.depth_at_seed(body, r.seed, sp)
+    sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)
     neck = float(np.clip(p.neck_fraction * depth, p.neck_radius_mm, p.neck_max_mm))
     reg = morph.neck_cut_fast(body[sub], r.marker[sub], neck, sp)
+    if reg.any() and steps.elongation(reg, depth, sp) > p.enclosure_elongation:
+        whole = np.zeros_like(body)  # still suspect by shape: has it left the organ?
+        whole[sub] = reg
+        kept = enclosure.enclosed_part(whole, r.marker, r.sm, sp, upper_hu=model.hi,
+                                       lower_hu=model.lo, tissue_hu=model.m_out)
+        if (whole & ~kept).any():
+            model.stats["outside_organ_cut_ml"] = float((whole & ~kept).sum()) * vox_ml
+            reg = morph.neck_cut_fast(kept[sub], r.marker[sub], neck, sp)  # its thin remnants
     if not reg.any():
         raise SegmentationError(f"ablation seed {label}: no non-enhancing tissue at the seed")
     sub2 = morph.bbox(reg, int(np.ceil(4.0 / sp.min())) + 2, reg.shape)  # after the cut
@@ -315,10 +327,9 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
             "is the seed inside the non-enhancing ablation zone?")
     model.stats["neck_radius_mm"] = neck
     model.stats["depth_at_seed_mm"] = depth
-    idx = np.argwhere(out)
-    extent = float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
-    model.stats["elongation"] = extent / max(depth, float(sp.min()))
+    model.stats["elongation"] = steps.elongation(out, depth, sp)
     return _Part(out, r.box, model, stability, pad)
+
 
 
 def _fmt(seed: npt.ArrayLike) -> str:
@@ -350,8 +361,9 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
         stats.update({prefix + k: round(float(x), 2) for k, x in part.model.stats.items()})
         stats[prefix + "roi_pad_mm"] = float(part.pad)
     quality = _union_quality(image, full, parts, p)
-    _shape_evidence(quality, parts, p)
     vox_ml = geometry.voxel_volume_ml(image)
+    steps.shape_evidence(quality, [pt.model.stats for pt in parts], float(full.sum()) * vox_ml,
+                         p.leak_elongation)
     _, n = ndimage.label(full, structure=morph.STRUCT26)
     stats["volume_ml"] = float(full.sum() * vox_ml)
     stats["n_components"] = float(n)
@@ -364,20 +376,6 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
     mask = geometry.array_to_image(full.astype(np.uint8), image)
     return SegmentationResult(mask=mask, method=METHOD, warnings=warns, stats=stats,
                               quality=quality)
-
-
-def _shape_evidence(quality: Quality, parts: list[_Part], p: AblationParams) -> None:
-    """Shape evidence of a leak, added to ``quality``: a zone from up to three overlapping
-    probes is at most ~10 times as long (extent) as it is thick at the click (radius of the
-    largest ball inside it near the click); on the development set good masks reach 2.5-10.2
-    and the leaks into the abdominal wall or along the bowel 24-99. A part longer than
-    ``leak_elongation`` times its thickness has leaked: quality "poor", leak suspicion 1."""
-    worst = max(pt.model.stats.get("elongation", 0.0) for pt in parts)
-    if worst > p.leak_elongation:
-        quality.reasons.append(f"it is {worst:.0f} times as long as the zone is thick at the "
-                               "click: it has leaked out of the zone")
-        quality.level = "poor"
-        quality.leak_suspicion = 1.0
 
 
 def _union_quality(image: sitk.Image, full: BoolArray, parts: list[_Part],

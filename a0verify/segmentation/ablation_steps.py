@@ -1,7 +1,8 @@
 """Stateless array steps of the ablation-zone grower (:mod:`a0verify.segmentation.ablation`):
 pre-smoothing with streak suppression (a median along circles around a needle crossing the
 slice), the zone's HU mode at a click beside metal, filling holes that touch artefacts, the
-zone's thickness at the seed, the directional streak repair of the grown region. Arrays are
+zone's thickness at the seed, the directional streak repair of the grown region, the shape
+evidence of a leak for the quality signal. Arrays are
 (z, y, x); ``sp`` is the spacing in mm in that order; ``seed`` a (z, y, x) continuous index; HU
 throughout."""
 
@@ -14,6 +15,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from a0verify.segmentation import morph
+from a0verify.segmentation.result import Quality
 
 BoolArray = npt.NDArray[np.bool_]
 F32 = npt.NDArray[np.float32]
@@ -219,3 +221,40 @@ def border_near_metal(region: BoolArray, metal: BoolArray, sp: F64, within_mm: f
         return 0.0
     border = region & ~np.asarray(ndimage.binary_erosion(region))
     return float(np.mean(morph.edt(~metal, sp)[border] <= within_mm))
+
+
+def elongation(region: BoolArray, depth_mm: float, sp: F64) -> float:
+    """Largest bounding-box extent (mm) of ``region`` over the zone's thickness at the click
+    (``depth_mm``, see :func:`depth_at_seed`). Empty region: 0."""
+    idx = np.argwhere(region)
+    if not idx.size:
+        return 0.0
+    extent = float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
+    return extent / max(depth_mm, float(sp.min()))
+
+
+def shape_evidence(quality: Quality, stats: list[dict[str, float]], volume_ml: float,
+                   leak_elongation: float) -> None:
+    """Shape evidence of a leak, added to ``quality`` (one ``stats`` dict per grown part).
+
+    * A zone from up to three overlapping probes is at most ~10 times as long (extent) as it is
+      thick at the click (radius of the largest ball inside it near the click); on the
+      development set good masks reach 2.5-10.2 and the leaks into the abdominal wall or along
+      the bowel 24-99. A part longer than ``leak_elongation`` times its thickness has leaked:
+      quality "poor", leak suspicion 1.
+    * A part whose tissue outside the liver was cut off (``outside_organ_cut_ml``, at least
+      1 ml and 10 % of ``volume_ml``) has its border there set by shape, not by an edge: at best
+      "review", leak suspicion at least 0.5."""
+    worst = max((st.get("elongation", 0.0) for st in stats), default=0.0)
+    if worst > leak_elongation:
+        quality.reasons.append(f"it is {worst:.0f} times as long as the zone is thick at the "
+                               "click: it has leaked out of the zone")
+        quality.level = "poor"
+        quality.leak_suspicion = 1.0
+    cut_ml = sum(st.get("outside_organ_cut_ml", 0.0) for st in stats)
+    if cut_ml >= max(1.0, 0.1 * volume_ml):
+        quality.reasons.append(f"{cut_ml:.0f} ml that the liver does not enclose (a leak through "
+                               "the capsule) was cut off by shape, not at an edge: check the "
+                               "mask where the zone meets the capsule")
+        quality.level = "review" if quality.level == "good" else quality.level
+        quality.leak_suspicion = max(quality.leak_suspicion, 0.5)
