@@ -110,7 +110,7 @@ class AblationParams:
     neck_max_mm: float = 6.0
     min_volume_ml: float = 0.05
     leak_elongation: float = 20.0
-    enclosure_elongation: float = 10.0  # above: keep only what the organ encloses
+    enclosure_elongation: float = 8.0  # above: keep only what the organ encloses
 
 
 @dataclass
