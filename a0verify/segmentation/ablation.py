@@ -307,8 +307,9 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
         whole[sub] = reg
         kept = enclosure.enclosed_part(whole, r.marker, r.sm, sp, upper_hu=model.hi,
                                        lower_hu=model.lo, tissue_hu=model.m_out)
-        if (whole & ~kept).any():
-            model.stats["outside_organ_cut_ml"] = float((whole & ~kept).sum()) * vox_ml
+        n_cut = int((whole & ~kept).sum())
+        if n_cut:
+            model.stats["outside_organ_cut_ml"] = n_cut * vox_ml
             reg = morph.neck_cut_fast(kept[sub], r.marker[sub], neck, sp)  # its thin remnants
     if not reg.any():
         raise SegmentationError(f"ablation seed {label}: no non-enhancing tissue at the seed")
@@ -329,7 +330,6 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     model.stats["depth_at_seed_mm"] = depth
     model.stats["elongation"] = steps.elongation(out, depth, sp)
     return _Part(out, r.box, model, stability, pad)
-
 
 
 def _fmt(seed: npt.ArrayLike) -> str:
@@ -369,8 +369,7 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
     stats["n_components"] = float(n)
     stats["equivalent_diameter_mm"] = float((6.0 * stats["volume_ml"] * 1000.0 / np.pi)
                                             ** (1 / 3))
-    idx = np.argwhere(full)
-    stats["extent_max_mm"] = float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
+    stats["extent_max_mm"] = steps.extent_mm(full, sp)
     if quality.level != "good":
         warns.append(quality.sentence("ablation-zone").rstrip("."))
     mask = geometry.array_to_image(full.astype(np.uint8), image)

@@ -223,14 +223,18 @@ def border_near_metal(region: BoolArray, metal: BoolArray, sp: F64, within_mm: f
     return float(np.mean(morph.edt(~metal, sp)[border] <= within_mm))
 
 
-def elongation(region: BoolArray, depth_mm: float, sp: F64) -> float:
-    """Largest bounding-box extent (mm) of ``region`` over the zone's thickness at the click
-    (``depth_mm``, see :func:`depth_at_seed`). Empty region: 0."""
+def extent_mm(region: BoolArray, sp: F64) -> float:
+    """Largest side (mm) of ``region``'s voxel bounding box (whole voxels). Empty region: 0."""
     idx = np.argwhere(region)
     if not idx.size:
         return 0.0
-    extent = float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
-    return extent / max(depth_mm, float(sp.min()))
+    return float(((idx.max(axis=0) - idx.min(axis=0) + 1) * sp).max())
+
+
+def elongation(region: BoolArray, depth_mm: float, sp: F64) -> float:
+    """:func:`extent_mm` of ``region`` over the zone's thickness at the click (``depth_mm``, see
+    :func:`depth_at_seed`). Empty region: 0."""
+    return extent_mm(region, sp) / max(depth_mm, float(sp.min()))
 
 
 def shape_evidence(quality: Quality, stats: list[dict[str, float]], volume_ml: float,
