@@ -10,7 +10,9 @@ from scipy import ndimage
 from a0verify.segmentation.ablation_steps import (
     StreakModel,
     angular_median,
+    mode_marker,
     radial_streak_repair,
+    seed_modes,
 )
 
 SP = np.array([2.5, 0.7, 0.7])
@@ -78,3 +80,26 @@ def test_radial_repair_leaves_slices_where_the_metal_is_outside_the_zone() -> No
     metal[:, 60:62, 60:62] = True
     out = radial_streak_repair(region, metal, SP, StreakModel())
     np.testing.assert_array_equal(out, region)
+
+
+def test_seed_modes_find_the_dark_streak_plateau_and_the_zone_strongest_first() -> None:
+    """Beside a needle on the zone's axis: a dark plateau (-10 HU) of radius 4 mm around the
+    click inside a 35 HU zone. Near the click (5 mm ball, weights of sigma 2.5 mm) the dark
+    plateau is the strongest mode; the zone is the other; both are found, within 2 HU, and
+    the marker of each holds only voxels within the stated HU of it."""
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.mgrid[0:9, 0:41, 0:41].astype(float)
+    seed = np.array([4.0, 20.0, 20.0])
+    r = np.sqrt(sum(((a - c) * s) ** 2 for a, c, s in zip((zz, yy, xx), seed, SP, strict=True)))
+    sm = np.where(r <= 4.0, -10.0, 35.0) + rng.normal(0.0, 2.0, r.shape)
+    art = np.zeros(r.shape, bool)
+    modes = seed_modes(sm.astype(np.float32), art, seed, SP, 5.0, 2.5, 8.0)
+    assert len(modes) == 2, modes
+    assert abs(modes[0] - -10.0) <= 2.0 and abs(modes[1] - 35.0) <= 2.0, modes
+    for m in modes:
+        mk = mode_marker(sm.astype(np.float32), art, seed, SP, 5.0, m, 20.0)
+        assert mk.sum() >= 10 and np.all(np.abs(sm[mk] - m) <= 20.0)
+    # one plateau only: one mode; everything artefact: none
+    flat = (35.0 + rng.normal(0.0, 2.0, r.shape)).astype(np.float32)
+    assert len(seed_modes(flat, art, seed, SP, 5.0, 2.5, 8.0)) == 1
+    assert seed_modes(flat, np.ones_like(art), seed, SP, 5.0, 2.5, 8.0) == []

@@ -16,7 +16,8 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
 2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
    inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
    a bubble or the needle works; a click beside the needle takes the HU *mode* near it, see
-   :func:`~a0verify.segmentation.ablation_steps.seed_mode_marker`), then refined on the
+   :func:`~a0verify.segmentation.ablation_steps.seed_modes`; when several, the one that grows
+   the zone), then refined on the
    provisional region's core; surroundings =
    median of a shell 1.5-6 mm outside it (rim and parenchyma; when darker tissue such as bile
    fills the shell, its brighter part, with a warning). The upper threshold is the
@@ -49,7 +50,7 @@ Seeds are LPS mm; arrays (z, y, x); distances in mm from the image spacing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +103,7 @@ class AblationParams:
     stability_step: float = 0.15
     flood_ratio: float = 1.5  # wider/region volume above which the flood's threads are cut
     stability_thread_mm: float = 2.0  # ... when thinner than twice this (noise percolation)
+    stability_reach_mm: float = 10.0  # the flood counted this far from the region
     max_volume_ml: float = 1500.0
     max_artefact_ml: float = 10.0
     streaks: steps.StreakModel = field(default_factory=steps.StreakModel)
@@ -111,6 +113,7 @@ class AblationParams:
     min_volume_ml: float = 0.05
     leak_elongation: float = 20.0
     enclosure_elongation: float = 8.0  # above: keep only what the organ encloses
+    mode_switch_ratio: float = 0.6  # another seed mode must be this much more compact
 
 
 @dataclass
@@ -123,9 +126,13 @@ class _Roi:
     marker: BoolArray  # seed ball minus artefacts (or the seed ball if that is empty)
     open_faces: list[tuple[int, int]]
     metal: BoolArray  # raw HU above metal_hu
+    modes: list[float]  # candidate zone HU for a click beside the needle (else empty)
 
 
-def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Roi:
+def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams,
+         mode_hu: float | None = None) -> _Roi:
+    """Crop, smooth and mark artefacts ``pad`` mm around the seed; the seed marker (a click
+    beside the needle: around ``mode_hu`` when given, else the strongest candidate mode)."""
     sp = geometry.spacing_zyx(image)
     box = geometry.roi_box_around_lps(image, seed_lps[None], pad)
     raw = sitk.GetArrayFromImage(geometry.crop(image, box)).astype(np.float32)
@@ -148,10 +155,19 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
         avoid = art | morph.dilate(metal, p.metal_avoid_mm, sp)
     marker = np.zeros_like(art)
     near = morph.ball(sm.shape, seed, p.seed_radius_mm, sp)
-    if metal.any() and (near & avoid).sum() > 0.5 * near.sum():
-        marker = steps.seed_mode_marker(  # a click beside the needle
-            sm, art, seed, sp, p.seed_radius_mm, p.seed_core_mm, p.seed_mode_bw_hu,
-            p.seed_mode_hu)
+    modes: list[float] = []
+    if metal.any() and (near & avoid).sum() > 0.5 * near.sum():  # a click beside the needle
+        if mode_hu is not None:
+            modes = [mode_hu]
+        else:  # the strongest mode at the click first, then those of a twice wider look
+            for scale in (1.0, 2.0):
+                for m in steps.seed_modes(sm, art, seed, sp, scale * p.seed_radius_mm,
+                                          scale * p.seed_core_mm, p.seed_mode_bw_hu):
+                    if all(abs(m - q) > p.seed_mode_bw_hu for q in modes):
+                        modes.append(m)
+        if modes:
+            marker = steps.mode_marker(sm, art, seed, sp, p.seed_radius_mm, modes[0],
+                                       p.seed_mode_hu)
     for radius in (p.seed_radius_mm, 2.5 * p.seed_radius_mm):  # a click on gas or metal
         if marker.sum() >= 10:
             break
@@ -163,7 +179,7 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams) -> _Ro
         if marker.sum() >= 10:
             break
     faces = box.faces(geometry.xyz_to_zyx(image.GetSize()).astype(int), on_image_edge=False)
-    return _Roi(box, sm, art, passable, seed, marker, faces, metal)
+    return _Roi(box, sm, art, passable, seed, marker, faces, metal, modes)
 
 
 def _window(r: _Roi, lo: float, hi: float) -> BoolArray:
@@ -249,6 +265,49 @@ def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
     return _Model(lo=lo, hi=hi, m_in=m_in, m_out=m_out, stats=stats, warnings=warns)
 
 
+def _learn_best(r: _Roi, sp: F64, p: AblationParams, label: str) -> tuple[_Model, float | None]:
+    """:func:`_learn`; for a click beside the needle with several candidate modes, the
+    strongest mode unless its region is far longer than it is thick at the click (more than
+    ``enclosure_elongation``: the converging dark streaks around a needle on the zone's axis,
+    or a leak) and another candidate's region is compact (at most ``enclosure_elongation``,
+    or ``mode_switch_ratio`` of the strongest mode's elongation) and darker than the
+    surroundings of the strongest mode's region; then the most compact. Sets ``r.marker`` to the
+    chosen mode's; returns the model and the mode (HU; None when the click is not beside a
+    needle)."""
+    if len(r.modes) < 2:
+        return _learn(r, sp, p, label), (r.modes[0] if r.modes else None)
+    trials: list[tuple[float, _Model, float, BoolArray]] = []
+    first_error: SegmentationError | None = None
+    for mode in r.modes:
+        marker = steps.mode_marker(r.sm, r.art, r.seed, sp, p.seed_radius_mm, mode,
+                                   p.seed_mode_hu)
+        if not marker.any():
+            continue
+        trial = replace(r, marker=marker)
+        try:
+            model = _learn(trial, sp, p, label)
+        except SegmentationError as e:
+            first_error = first_error or e
+            continue
+        region = morph.component_touching(_window(trial, model.lo, model.hi), marker)
+        elong = steps.elongation(region, steps.depth_at_seed(region, r.seed, sp), sp)
+        trials.append((elong, model, mode, marker))
+        if len(trials) == 1 and elong <= p.enclosure_elongation:
+            break  # the strongest mode grows a compact region: keep it
+    if not trials:
+        if first_error is not None:
+            raise first_error
+        return _learn(r, sp, p, label), None
+    # a candidate must be darker than what surrounds the strongest mode's region (not the
+    # parenchyma between bright streaks) and clearly more compact than it
+    ok = [t for t in trials[1:] if t[1].m_in < trials[0][1].m_out]
+    best = min([trials[0], *ok], key=lambda t: t[0])
+    if best[0] > max(p.enclosure_elongation, p.mode_switch_ratio * trials[0][0]):
+        best = trials[0]
+    _, model, mode, r.marker = best
+    return model, mode
+
+
 @dataclass
 class _Part:
     mask: BoolArray  # on the ROI
@@ -264,7 +323,7 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     vox_ml = geometry.voxel_volume_ml(image)
     pad = p.roi_pad_mm
     r = _roi(image, seed_lps, pad, p)
-    model = _learn(r, sp, p, label)
+    model, mode = _learn_best(r, sp, p, label)
     while True:
         region = morph.component_touching(_window(r, model.lo, model.hi), r.marker)
         if region.sum() * vox_ml > p.max_volume_ml:  # last chance: a wide neck cut
@@ -284,19 +343,21 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
             cut[sub] = morph.neck_cut_fast(region[sub], r.marker[sub], p.neck_radius_mm, sp)
             if morph.touches(cut, r.open_faces) and pad < p.roi_pad_max_mm:
                 pad = min(pad * p.roi_growth, p.roi_pad_max_mm)
-                r = _roi(image, seed_lps, pad, p)
+                r = _roi(image, seed_lps, pad, p, mode)
                 continue
         break
     if r.metal.any():  # streaks: notches filled, spikes cut, seen from the metal
         region = morph.component_touching(
             steps.radial_streak_repair(region, r.metal, sp, p.streaks), r.marker)
-    # growth behaviour: volume when the threshold moves towards the surroundings
+    # growth behaviour: volume when the threshold moves towards the surroundings, counted
+    # within stability_reach_mm of the region (how far its border moves, not how much of the
+    # body wall a large zone touching the capsule would reach)
     step = p.stability_step * (model.m_out - model.m_in)
     wider = morph.component_touching(_window(r, model.lo, model.hi + step), r.marker)
+    if wider.sum() > p.flood_ratio * region.sum():  # a flood only through threads of noise
+        wider = morph.neck_cut_fast(wider, r.marker, p.stability_thread_mm, sp)  # is no leak
+        wider &= morph.edt(~region, sp) <= p.stability_reach_mm
     stability = float(wider.sum()) / max(float(region.sum()), 1.0)
-    if stability > p.flood_ratio:  # a flood only through threads of noise is not a leak
-        thick = morph.neck_cut_fast(wider, r.marker, p.stability_thread_mm, sp)
-        stability = float(thick.sum()) / max(float(region.sum()), 1.0)
     body = steps.fill_artefact_holes(region, r.art)
     depth = steps.depth_at_seed(body, r.seed, sp)
     sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)

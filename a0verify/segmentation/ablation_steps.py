@@ -111,22 +111,24 @@ def angular_median(img: F32, c_mm: F64, sp_yx: F64, streaks: StreakModel,
     return np.asarray(res, dtype=np.float32)
 
 
-def seed_mode_marker(sm: F32, art: BoolArray, seed: F64, sp: F64, radius_mm: float,
-                     core_mm: float, bandwidth_hu: float, within_hu: float) -> BoolArray:
-    """Marker for a click beside a metal needle (more than half of its ``radius_mm`` ball
-    lies in the streak core, ``metal_avoid_mm`` around the metal): the voxels near the zone's
-    HU *mode*.
+def seed_modes(sm: F32, art: BoolArray, seed: F64, sp: F64, radius_mm: float, core_mm: float,
+               bandwidth_hu: float, max_modes: int = 3, min_peak: float = 0.15) -> list[float]:
+    """Candidate zone HU for a click beside a metal needle (more than half of its
+    ``radius_mm`` ball lies in the streak core, ``metal_avoid_mm`` around the metal): the
+    peaks (HU) of a kernel density of the smoothed HU, strongest first.
 
-    The mode is the peak of a kernel density of the smoothed HU (bandwidth ``bandwidth_hu``)
-    over the ball outside gas and metal, each voxel weighted by a Gaussian of its distance to
-    the click (sigma ``core_mm``). The zone is a plateau of similar HU and forms a peak;
-    the streak core spreads over hundreds of HU and forms none, and the parenchyma beyond the
-    edge of a small zone is weighted down by its distance. (A wider ball clear of the streak
-    core, the fallback used before, mostly holds parenchyma when the zone is 1-2 cm.) The marker
-    is the ball's voxels within ``within_hu`` of the mode; empty when there are too few."""
+    The density (bandwidth ``bandwidth_hu``) is taken over the ball outside gas and metal,
+    each voxel weighted by a Gaussian of its distance to the click (sigma ``core_mm``). The
+    zone is a plateau of similar HU and forms a peak; the streak core spreads over hundreds of
+    HU, and the parenchyma beyond the edge of a small zone is weighted down by its distance.
+    Where the needle runs along the zone's axis, the converging dark streaks can form a peak of
+    their own, so up to ``max_modes`` peaks of at least ``min_peak`` of the highest are
+    returned and the caller keeps the one that grows the zone (see
+    :func:`a0verify.segmentation.ablation._learn_best`). Empty when the ball holds fewer
+    than 10 usable voxels."""
     cand = morph.ball(sm.shape, seed, radius_mm, sp) & ~art
     if cand.sum() < 10:
-        return np.zeros_like(art)
+        return []
     idx = np.argwhere(cand)
     d2 = np.sum(((idx - seed) * sp) ** 2, axis=1)
     w = np.exp(-0.5 * d2 / core_mm ** 2)
@@ -135,8 +137,19 @@ def seed_mode_marker(sm: F32, art: BoolArray, seed: F64, sp: F64, radius_mm: flo
     hist = np.bincount(np.clip(((vals - lo_edge) / step).astype(int), 0, 400), weights=w,
                        minlength=401)
     dens = ndimage.gaussian_filter1d(hist, bandwidth_hu / step, mode="constant")
-    mode = lo_edge + step * (float(np.argmax(dens)) + 0.5)
-    marker = cand & (np.abs(sm - mode) <= within_hu)
+    top = float(dens.max())
+    is_peak = (dens >= np.roll(dens, 1)) & (dens > np.roll(dens, -1)) & (dens >= min_peak * top)
+    order = np.flatnonzero(is_peak)
+    order = order[np.argsort(-dens[order])][:max_modes]
+    return [lo_edge + step * (float(i) + 0.5) for i in order]
+
+
+def mode_marker(sm: F32, art: BoolArray, seed: F64, sp: F64, radius_mm: float, mode_hu: float,
+                within_hu: float) -> BoolArray:
+    """The voxels of the ``radius_mm`` ball around the click (outside gas and metal) within
+    ``within_hu`` of ``mode_hu``; empty when there are fewer than 10."""
+    marker = morph.ball(sm.shape, seed, radius_mm, sp) & ~art & (np.abs(sm - mode_hu)
+                                                                  <= within_hu)
     return marker if marker.sum() >= 10 else np.zeros_like(art)
 
 
