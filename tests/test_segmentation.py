@@ -317,3 +317,17 @@ def test_leak_through_the_capsule_into_muscle_is_cut_at_the_capsule() -> None:
     m2[20, 90, 90] = True
     assert (enclosed_part(deep, m2, hu2.astype(np.float32), sp, upper_hu=75.0, lower_hu=20.0,
                           tissue_hu=110.0) == deep).all()
+
+
+def test_a_mask_larger_than_any_ablation_zone_is_rated_poor() -> None:
+    """Shape evidence: a mask above 500 ml (the largest clinical zone) is "poor" with leak
+    suspicion 1 and says why; 499 ml of a compact mask stays as it was."""
+    from a0verify.segmentation.ablation_steps import shape_evidence
+    from a0verify.segmentation.result import Quality
+
+    for vol, level in ((499.0, "good"), (1250.0, "poor")):
+        q = Quality("good", 60.0, 0.0, 1.0, 0.0, False, [])
+        shape_evidence(q, [{"elongation": 5.0}], vol, 20.0)
+        assert q.level == level, (vol, q)
+        assert (q.leak_suspicion == 1.0) == (level == "poor")
+        assert any("more than any ablation zone" in r for r in q.reasons) == (level == "poor")

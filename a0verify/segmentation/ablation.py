@@ -114,6 +114,7 @@ class AblationParams:
     leak_elongation: float = 20.0
     enclosure_elongation: float = 8.0  # above: keep only what the organ encloses
     mode_switch_ratio: float = 0.6  # another seed mode must be this much more compact
+    mode_max_fill: float = 0.6  # ... and not flood this share of the first region of interest
 
 
 @dataclass
@@ -270,13 +271,15 @@ def _learn_best(r: _Roi, sp: F64, p: AblationParams, label: str) -> tuple[_Model
     strongest mode unless its region is far longer than it is thick at the click (more than
     ``enclosure_elongation``: the converging dark streaks around a needle on the zone's axis,
     or a leak) and another candidate's region is compact (at most ``enclosure_elongation``,
-    or ``mode_switch_ratio`` of the strongest mode's elongation) and darker than the
-    surroundings of the strongest mode's region; then the most compact. Sets ``r.marker`` to the
+    or ``mode_switch_ratio`` of the strongest mode's elongation), darker than the
+    surroundings of the strongest mode's region and not flooding the region of interest (at
+    most ``mode_max_fill`` of it: the parenchyma between bright streaks); then the most
+    compact. Sets ``r.marker`` to the
     chosen mode's; returns the model and the mode (HU; None when the click is not beside a
     needle)."""
     if len(r.modes) < 2:
         return _learn(r, sp, p, label), (r.modes[0] if r.modes else None)
-    trials: list[tuple[float, _Model, float, BoolArray]] = []
+    trials: list[tuple[float, _Model, float, BoolArray, int]] = []
     first_error: SegmentationError | None = None
     for mode in r.modes:
         marker = steps.mode_marker(r.sm, r.art, r.seed, sp, p.seed_radius_mm, mode,
@@ -291,7 +294,7 @@ def _learn_best(r: _Roi, sp: F64, p: AblationParams, label: str) -> tuple[_Model
             continue
         region = morph.component_touching(_window(trial, model.lo, model.hi), marker)
         elong = steps.elongation(region, steps.depth_at_seed(region, r.seed, sp), sp)
-        trials.append((elong, model, mode, marker))
+        trials.append((elong, model, mode, marker, int(region.sum())))
         if len(trials) == 1 and elong <= p.enclosure_elongation:
             break  # the strongest mode grows a compact region: keep it
     if not trials:
@@ -300,11 +303,12 @@ def _learn_best(r: _Roi, sp: F64, p: AblationParams, label: str) -> tuple[_Model
         return _learn(r, sp, p, label), None
     # a candidate must be darker than what surrounds the strongest mode's region (not the
     # parenchyma between bright streaks) and clearly more compact than it
-    ok = [t for t in trials[1:] if t[1].m_in < trials[0][1].m_out]
+    ok = [t for t in trials[1:] if t[1].m_in < trials[0][1].m_out
+          and t[4] <= p.mode_max_fill * r.sm.size]
     best = min([trials[0], *ok], key=lambda t: t[0])
     if best[0] > max(p.enclosure_elongation, p.mode_switch_ratio * trials[0][0]):
         best = trials[0]
-    _, model, mode, r.marker = best
+    _, model, mode, r.marker, _ = best
     return model, mode
 
 

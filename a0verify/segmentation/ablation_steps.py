@@ -251,7 +251,7 @@ def elongation(region: BoolArray, depth_mm: float, sp: F64) -> float:
 
 
 def shape_evidence(quality: Quality, stats: list[dict[str, float]], volume_ml: float,
-                   leak_elongation: float) -> None:
+                   leak_elongation: float, max_zone_ml: float = 500.0) -> None:
     """Shape evidence of a leak, added to ``quality`` (one ``stats`` dict per grown part).
 
     * A zone from up to three overlapping probes is at most ~10 times as long (extent) as it is
@@ -261,11 +261,18 @@ def shape_evidence(quality: Quality, stats: list[dict[str, float]], volume_ml: f
       quality "poor", leak suspicion 1.
     * A part whose tissue outside the liver was cut off (``outside_organ_cut_ml``, at least
       1 ml and 10 % of ``volume_ml``) has its border there set by shape, not by an edge: at best
-      "review", leak suspicion at least 0.5."""
+      "review", leak suspicion at least 0.5.
+    * A mask larger than ``max_zone_ml`` (the largest clinical zone: 10 cm across from three
+      probes) is not one zone: "poor", leak suspicion 1."""
     worst = max((st.get("elongation", 0.0) for st in stats), default=0.0)
     if worst > leak_elongation:
         quality.reasons.append(f"it is {worst:.0f} times as long as the zone is thick at the "
                                "click: it has leaked out of the zone")
+        quality.level = "poor"
+        quality.leak_suspicion = 1.0
+    if volume_ml > max_zone_ml:
+        quality.reasons.append(f"it holds {volume_ml:.0f} ml, more than any ablation zone "
+                               f"({max_zone_ml:.0f} ml): it has leaked")
         quality.level = "poor"
         quality.leak_suspicion = 1.0
     cut_ml = sum(st.get("outside_organ_cut_ml", 0.0) for st in stats)
