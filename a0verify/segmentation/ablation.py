@@ -274,9 +274,8 @@ def _learn_best(r: _Roi, sp: F64, p: AblationParams, label: str) -> tuple[_Model
     or ``mode_switch_ratio`` of the strongest mode's elongation), darker than the
     surroundings of the strongest mode's region and not flooding the region of interest (at
     most ``mode_max_fill`` of it: the parenchyma between bright streaks); then the most
-    compact. Sets ``r.marker`` to the
-    chosen mode's; returns the model and the mode (HU; None when the click is not beside a
-    needle)."""
+    compact. Sets ``r.marker`` to the chosen mode's; returns the model and the mode (HU; None
+    when the click is not beside a needle)."""
     if len(r.modes) < 2:
         return _learn(r, sp, p, label), (r.modes[0] if r.modes else None)
     trials: list[tuple[float, _Model, float, BoolArray, int]] = []
