@@ -15,31 +15,25 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    (:func:`~a0verify.segmentation.ablation_steps.radial_streak_repair`).
 2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
    inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
-   a bubble or the needle works; a click beside the needle takes the HU *mode* near it, see
-   :func:`~a0verify.segmentation.ablation_steps.seed_modes`; when several, the one that grows
-   the zone), then refined on the
-   provisional region's core; surroundings =
-   median of a shell 1.5-6 mm outside it (rim and parenchyma; when darker tissue such as bile
-   fills the shell, its brighter part, with a warning). The upper threshold is the
-   gradient-weighted mean HU across the provisional boundary (for a blurred step it is the
-   midpoint whatever the blur, and it follows the *adjacent* enhancing rim), clipped to 30-80 %
-   of the contrast; the lower threshold (``lo_k`` spreads below the inside median, at least
-   ``lo_min_hu``) keeps out fat, bile, cysts and bowel content darker than the zone.
+   a bubble or the needle works; a click beside the needle takes the HU mode near it that grows
+   the zone, :func:`~a0verify.segmentation.ablation_steps.seed_modes`), refined on the
+   provisional region; surroundings = median of a shell 1.5-6 mm outside it (rim and
+   parenchyma; when darker tissue such as bile fills it, its brighter part, with a warning).
+   Upper threshold: the midpoint of the two (a gradient-weighted edge threshold,
+   ``edge_threshold``, is off by default); the lower one (``lo_k`` spreads below the inside
+   median, at least ``lo_min_hu``) keeps out fat, bile, cysts and bowel content.
 3. **No size or distance limit.** The region of interest starts at ``roi_pad_mm`` around the
    seed and grows (x ``roi_growth``) while the region still reaches its open faces, up to
    ``roi_pad_max_mm``; only a region larger than ``max_volume_ml`` (3x the largest clinical
    zone) is refused.
 4. **Leaks are cut by evidence**: a neck cut (opening by ``neck_radius_mm``, seed component,
-   reconstruction) detaches regions joined through thin bridges (vessels, tracts, streaks, the
-   capsule's partial-volume sheet; holes that touch an artefact are filled first so a
-   bubble's halo does not thin the zone's own wall); what stays is judged by the quality
-   signal (weak-edge fraction of the border, threshold stability, contrast, image edge; see
-   :mod:`a0verify.segmentation.result`; plus the shape tests of
-   :func:`~a0verify.segmentation.ablation_steps.shape_evidence`: a part far longer than the zone
-   is thick at the click has leaked), which goes into report.json and the report page. A region
-   still suspect by shape after the neck cut (``enclosure_elongation``) keeps only what the
-   liver encloses (:mod:`a0verify.segmentation.enclosure`): a leak through the capsule into
-   the diaphragm or body wall, where muscle has the zone's HU and no edge separates them.
+   reconstruction; holes touching an artefact filled first) detaches regions joined through
+   thin bridges (vessels, tracts, streaks, the capsule's partial-volume sheet). A region still
+   suspect by shape (``enclosure_elongation``) keeps only what the liver encloses
+   (:mod:`a0verify.segmentation.enclosure`: a leak through the capsule into muscle of the
+   zone's HU). What stays is judged by the quality signal (:mod:`a0verify.segmentation.result`:
+   weak edges, threshold stability, contrast, image edge; plus
+   :func:`~a0verify.segmentation.ablation_steps.shape_evidence`), in report.json and the page.
 5. Clean-up: closing by ``close_radius_mm`` (streak cracks), artefacts inside the closing by
    ``artefact_close_mm`` given back, holes filled. Several seeds: each seed not already inside
    an earlier seed's zone grows its own region; the mask is their union.
@@ -50,7 +44,7 @@ Seeds are LPS mm; arrays (z, y, x); distances in mm from the image spacing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +55,7 @@ from a0verify import geometry
 from a0verify.errors import SegmentationError
 from a0verify.segmentation import ablation_steps as steps
 from a0verify.segmentation import enclosure, morph
+from a0verify.segmentation.ablation_params import AblationParams
 from a0verify.segmentation.result import Quality, SegmentationResult, assess
 
 BoolArray = npt.NDArray[np.bool_]
@@ -70,51 +65,6 @@ F64 = npt.NDArray[np.float64]
 METHOD = ("artefact-aware adaptive region growing (intensity model learned at the seed, "
           "gradient-weighted edge threshold, growing region of interest) + neck cut + closing; "
           "quality from edge evidence")
-
-
-@dataclass(frozen=True)
-class AblationParams:
-    """Parameters (mm, HU, ml). Defaults chosen on the development set of the benchmark."""
-
-    smooth_sigma_mm: float = 0.8
-    roi_pad_mm: float = 35.0
-    roi_growth: float = 1.7
-    roi_pad_max_mm: float = 120.0
-    seed_radius_mm: float = 5.0
-    seed_core_mm: float = 2.5
-    seed_mode_hu: float = 20.0
-    seed_mode_bw_hu: float = 8.0
-    gas_hu: float = -250.0
-    metal_hu: float = 1200.0
-    artefact_margin_mm: float = 1.5
-    shell_mm: tuple[float, float] = (1.5, 6.0)
-    init_k: float = 2.5
-    lo_k: float = 3.0
-    lo_min_hu: float = 15.0
-    lo_max_hu: float = 30.0
-    min_contrast_hu: float = 15.0
-    warn_contrast_hu: float = 30.0
-    neck_radius_mm: float = 3.0
-    close_radius_mm: float = 1.5
-    artefact_close_mm: float = 3.0
-    band_mm: float = 2.0
-    refine_iterations: int = 2
-    edge_threshold: bool = False
-    stability_step: float = 0.15
-    flood_ratio: float = 1.5  # wider/region volume above which the flood's threads are cut
-    stability_thread_mm: float = 2.0  # ... when thinner than twice this (noise percolation)
-    stability_reach_mm: float = 10.0  # the flood counted this far from the region
-    max_volume_ml: float = 1500.0
-    max_artefact_ml: float = 10.0
-    streaks: steps.StreakModel = field(default_factory=steps.StreakModel)
-    metal_avoid_mm: float = 5.0
-    neck_fraction: float = 0.15
-    neck_max_mm: float = 6.0
-    min_volume_ml: float = 0.05
-    leak_elongation: float = 20.0
-    enclosure_elongation: float = 8.0  # above: keep only what the organ encloses
-    mode_switch_ratio: float = 0.6  # another seed mode must be this much more compact
-    mode_max_fill: float = 0.6  # ... and not flood this share of the first region of interest
 
 
 @dataclass
