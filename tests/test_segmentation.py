@@ -327,7 +327,7 @@ def test_a_mask_larger_than_any_ablation_zone_is_rated_poor() -> None:
 
     for vol, level in ((499.0, "good"), (1250.0, "poor")):
         q = Quality("good", 60.0, 0.0, 1.0, 0.0, False, [])
-        shape_evidence(q, [{"elongation": 5.0}], vol, 20.0)
+        shape_evidence(q, [{"elongation": 5.0}], vol, 20.0, 500.0)
         assert q.level == level, (vol, q)
         assert (q.leak_suspicion == 1.0) == (level == "poor")
         assert any("more than any ablation zone" in r for r in q.reasons) == (level == "poor")

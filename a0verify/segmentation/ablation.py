@@ -377,7 +377,7 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
     quality = _union_quality(image, full, parts, p)
     vox_ml = geometry.voxel_volume_ml(image)
     steps.shape_evidence(quality, [pt.model.stats for pt in parts], float(full.sum()) * vox_ml,
-                         p.leak_elongation)
+                         p.leak_elongation, p.max_zone_ml)
     _, n = ndimage.label(full, structure=morph.STRUCT26)
     stats["volume_ml"] = float(full.sum() * vox_ml)
     stats["n_components"] = float(n)

@@ -42,7 +42,8 @@ class AblationParams:
     flood_ratio: float = 1.5  # wider/region volume above which the flood's threads are cut
     stability_thread_mm: float = 2.0  # ... when thinner than twice this (noise percolation)
     stability_reach_mm: float = 10.0  # the flood counted this far from the region
-    max_volume_ml: float = 1500.0
+    max_zone_ml: float = 500.0  # the largest clinical zone (10 cm, three probes); above: poor
+    max_volume_ml: float = 1500.0  # 3 x max_zone_ml; above: refused
     max_artefact_ml: float = 10.0
     streaks: steps.StreakModel = field(default_factory=steps.StreakModel)
     metal_avoid_mm: float = 5.0

@@ -251,7 +251,7 @@ def elongation(region: BoolArray, depth_mm: float, sp: F64) -> float:
 
 
 def shape_evidence(quality: Quality, stats: list[dict[str, float]], volume_ml: float,
-                   leak_elongation: float, max_zone_ml: float = 500.0) -> None:
+                   leak_elongation: float, max_zone_ml: float) -> None:
     """Shape evidence of a leak, added to ``quality`` (one ``stats`` dict per grown part).
 
     * A zone from up to three overlapping probes is at most ~10 times as long (extent) as it is
