@@ -173,6 +173,24 @@ def test_small_zone_beside_the_gallbladder_is_not_refused(hcc048: sitk.Image) ->
     assert any("darker than the zone" in w for w in res.warnings), res.warnings
 
 
+@pytest.mark.parametrize("i", [8, 12])
+def test_zone_touching_the_liver_surface_does_not_spread_along_it(hcc048: sitk.Image,
+                                                                   i: int) -> None:
+    """Benchmark cases dev08 and dev12 touch the liver's surface, where the partial-volume layer
+    between liver and fat has the zone's HU: the mask spread along it (1.3 % and 1.6 % of the
+    zone's volume more than 3 mm outside the truth). The thin parts along dark tissue are now
+    trimmed (measured 0.75 % and 0.65 %)."""
+    from scipy import ndimage
+
+    pc, click = _catalogue_case(hcc048, "dev", i)
+    res = segment_ablation(pc.image, [click])
+    truth = sitk.GetArrayFromImage(pc.truth) > 0
+    mask = sitk.GetArrayFromImage(res.mask) > 0
+    far = ndimage.distance_transform_edt(~truth, sampling=hcc048.GetSpacing()[::-1]) > 3.0
+    assert (mask & far).sum() < 0.01 * truth.sum()
+    assert dice_coefficient(res.mask, pc.truth) >= 0.95
+
+
 def test_small_zone_filled_by_the_streak_core_does_not_leak(hcc048: sitk.Image) -> None:
     """Benchmark case dev00 (XS zone filled by a needle's streak core): the region leaked along
     the needle and the dark streaks into the abdominal wall (Dice 0.001, 1.6 l). The median

@@ -35,8 +35,10 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    weak edges, threshold stability, contrast, image edge; plus
    :func:`~a0verify.segmentation.ablation_steps.shape_evidence`), in report.json and the page.
 5. Clean-up: closing by ``close_radius_mm`` (streak cracks), artefacts inside the closing by
-   ``artefact_close_mm`` given back, holes filled. Several seeds: each seed not already inside
-   an earlier seed's zone grows its own region; the mask is their union.
+   ``artefact_close_mm`` given back; thin parts along fat or bile (the organ's partial-volume
+   surface layer, :func:`~a0verify.segmentation.ablation_steps.trim_dark_sheets`) trimmed;
+   holes filled. Several seeds: each seed not already inside an earlier seed's zone grows its
+   own region; the mask is their union.
 
 Seeds are LPS mm; arrays (z, y, x); distances in mm from the image spacing.
 """
@@ -148,12 +150,6 @@ class _Model:
     warnings: list[str]
 
 
-def _spread(vals: npt.NDArray[np.floating], median: float) -> float:
-    """Robust spread (1.4826 x MAD) clipped to 3-12 HU: streaks near a needle must not widen
-    the window into fat or bile."""
-    return float(np.clip(1.4826 * float(np.median(np.abs(vals - median))), 3.0, 12.0))
-
-
 def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
     """Inside/surround HU and the window [lo, hi] (see the module docstring, step 2)."""
     vals = r.sm[r.marker]
@@ -162,7 +158,7 @@ def _learn(r: _Roi, sp: F64, p: AblationParams, label: str) -> _Model:
             f"ablation seed {label} lies in gas or metal with no tissue within "
             f"{2.5 * p.seed_radius_mm:.0f} mm; move the seed into the zone")
     m_in = float(np.median(vals))
-    s_in = _spread(vals, m_in)
+    s_in = steps.robust_spread(vals, m_in)
     lo = m_in - float(np.clip(p.lo_k * s_in, p.lo_min_hu, p.lo_max_hu))
     hi = m_in + 10.0 + 1.5 * min(s_in, 8.0)
     region = morph.component_touching(_window(r, lo, hi), r.marker)
@@ -333,6 +329,8 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
                                                                            strict=True))
     hull = morph.close(reg, p.artefact_close_mm, sp)
     reg = morph.close(reg, p.close_radius_mm, sp) | (hull & r.art[sub])
+    reg = steps.trim_dark_sheets(reg, r.sm[sub], r.art[sub], r.metal[sub], model.lo, sp, min(
+        p.sheet_open_mm, p.neck_fraction * 2 * depth), p.sheet_near_mm, p.streaks.reach_mm[1])
     reg = morph.component_touching(np.asarray(ndimage.binary_fill_holes(reg)), r.marker[sub])
     out = np.zeros_like(region)
     out[sub] = reg

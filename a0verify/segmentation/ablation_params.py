@@ -34,6 +34,8 @@ class AblationParams:
     warn_contrast_hu: float = 30.0
     neck_radius_mm: float = 3.0
     close_radius_mm: float = 1.5
+    sheet_open_mm: float = 3.0  # thin parts (gone after this opening) along darker tissue ...
+    sheet_near_mm: float = 6.0  # ... within this: the organ's partial-volume surface layer
     artefact_close_mm: float = 3.0
     band_mm: float = 2.0
     refine_iterations: int = 2

@@ -1,10 +1,10 @@
 """Stateless array steps of the ablation-zone grower (:mod:`a0verify.segmentation.ablation`):
 pre-smoothing with streak suppression (a median along circles around a needle crossing the
 slice), the zone's HU mode at a click beside metal, filling holes that touch artefacts, the
-zone's thickness at the seed, the directional streak repair of the grown region, the shape
-evidence of a leak for the quality signal. Arrays are
-(z, y, x); ``sp`` is the spacing in mm in that order; ``seed`` a (z, y, x) continuous index; HU
-throughout."""
+zone's thickness at the seed, the directional streak repair of the grown region, the trim of
+the organ's partial-volume surface layer, the shape evidence of a leak for the quality signal.
+Arrays are (z, y, x); ``sp`` is the spacing in mm in that order; ``seed`` a (z, y, x) continuous
+index; HU throughout."""
 
 from __future__ import annotations
 
@@ -164,6 +164,47 @@ def fill_artefact_holes(region: BoolArray, art: BoolArray) -> BoolArray:
     lab, _ = ndimage.label(holes, structure=morph.STRUCT26)
     ids = np.unique(lab[ndimage.binary_dilation(art, structure=morph.STRUCT26) & holes])
     return np.asarray(region | np.isin(lab, ids[ids > 0]))
+
+
+def trim_dark_sheets(region: BoolArray, sm: F32, art: BoolArray, metal: BoolArray, lo_hu: float,
+                     sp: F64, open_mm: float, near_mm: float, metal_reach_mm: float,
+                     dark_open_mm: float = 1.5, dark_min_ml: float = 0.5) -> BoolArray:
+    """``region`` without its thin parts (gone after an opening by a ball of ``open_mm``) that
+    lie within ``near_mm`` of tissue darker than the zone (smoothed HU below ``lo_hu``, gas and
+    metal excepted): the partial-volume layer where the liver meets fat or bile, and a thin
+    darker band under the capsule, have the zone's HU and spread along the organ's surface
+    from a zone that touches it. The zone's own bulk survives the opening. Not within
+    ``metal_reach_mm`` of metal (what is dark there may be a streak plateau, and the zone's
+    border there is the streak repair's). Empty input: returned as is."""
+    if not region.any():
+        return region
+    sub = morph.bbox(region, int(np.ceil(near_mm / float(sp.min()))) + 1, region.shape)
+    reg = region[sub]
+    dark = (sm[sub] < lo_hu) & ~art[sub]
+    dark = morph.dilate(morph.erode(dark, dark_open_mm, sp), dark_open_mm, sp)
+    if metal[sub].any():
+        dark &= morph.edt(~metal[sub], sp) > metal_reach_mm
+    lab, n = ndimage.label(dark)  # fat, bile: not a streak, a noise speck or a dark patch
+    if n == 0:  # of the zone's own heterogeneity
+        return region
+    big = np.bincount(lab.ravel())[1:] * float(np.prod(sp)) / 1000.0 >= dark_min_ml
+    dark = np.r_[False, big][lab]
+    if not dark.any():
+        return region
+    band = reg & (morph.edt(~dark, sp) <= near_mm)
+    if not band.any():
+        return region
+    pad = int(np.ceil(open_mm / float(sp.min()))) + 1
+    opened = morph.dilate(morph.erode(np.pad(reg, pad), open_mm, sp), open_mm, sp)
+    out = region.copy()
+    out[sub] = reg & ~(band & ~opened[pad:-pad, pad:-pad, pad:-pad])
+    return out
+
+
+def robust_spread(vals: npt.NDArray[np.floating], median: float) -> float:
+    """Robust spread (1.4826 x MAD) clipped to 3-12 HU: streaks near a needle must not widen
+    the zone's HU window into fat or bile."""
+    return float(np.clip(1.4826 * float(np.median(np.abs(vals - median))), 3.0, 12.0))
 
 
 def depth_at_seed(region: BoolArray, seed: F64, sp: F64) -> float:
