@@ -35,6 +35,7 @@ class AblationParams:
     neck_radius_mm: float = 3.0
     close_radius_mm: float = 1.5
     sheet_open_mm: float = 3.0  # thin parts (gone after this opening) along darker tissue ...
+    sheet_open_fraction: float = 0.3  # ... at most this x the zone's depth at the seed ...
     sheet_near_mm: float = 6.0  # ... within this: the organ's partial-volume surface layer
     artefact_close_mm: float = 3.0
     band_mm: float = 2.0

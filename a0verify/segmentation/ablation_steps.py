@@ -181,7 +181,7 @@ def trim_dark_sheets(region: BoolArray, sm: F32, art: BoolArray, metal: BoolArra
     sub = morph.bbox(region, int(np.ceil(near_mm / float(sp.min()))) + 1, region.shape)
     reg = region[sub]
     dark = (sm[sub] < lo_hu) & ~art[sub]
-    dark = morph.dilate(morph.erode(dark, dark_open_mm, sp), dark_open_mm, sp)
+    dark = morph.opening(dark, dark_open_mm, sp)
     if metal[sub].any():
         dark &= morph.edt(~metal[sub], sp) > metal_reach_mm
     lab, n = ndimage.label(dark)  # fat, bile: not a streak, a noise speck or a dark patch
@@ -195,7 +195,7 @@ def trim_dark_sheets(region: BoolArray, sm: F32, art: BoolArray, metal: BoolArra
     if not band.any():
         return region
     pad = int(np.ceil(open_mm / float(sp.min()))) + 1
-    opened = morph.dilate(morph.erode(np.pad(reg, pad), open_mm, sp), open_mm, sp)
+    opened = morph.opening(np.pad(reg, pad), open_mm, sp)
     out = region.copy()
     out[sub] = reg & ~(band & ~opened[pad:-pad, pad:-pad, pad:-pad])
     return out

@@ -56,6 +56,12 @@ def erode(mask: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
     return np.asarray(edt(mask, spacing) > r_mm)
 
 
+def opening(mask: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
+    """Opening by a ball of ``r_mm``: what is thinner than 2 x ``r_mm`` goes. Like
+    :func:`erode`, outside the array counts as inside (pad the mask to erode from its border)."""
+    return dilate(erode(mask, r_mm, spacing), r_mm, spacing)
+
+
 def close(mask: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
     """Closing by a ball of ``r_mm`` (padded, so nothing sticks to the array border)."""
     if r_mm <= 0 or not mask.any():
@@ -97,7 +103,7 @@ def neck_cut(region: BoolArray, marker: BoolArray, r_mm: float, spacing: F64) ->
     (so the body keeps its own boundary)."""
     if not region.any() or r_mm <= 0:
         return region
-    opened = dilate(erode(region, r_mm, spacing), r_mm, spacing)
+    opened = opening(region, r_mm, spacing)
     core = component_touching(opened, marker & opened) if (marker & opened).any() else \
         component_touching(opened, marker)
     if not core.any():
@@ -143,7 +149,7 @@ def neck_cut_fast(region: BoolArray, marker: BoolArray, r_mm: float, spacing: F6
     if not mk_c.any():
         mk_c = marker[sl]
     r = max(r_mm, float(sp_c.max()))
-    opened = dilate(erode(reg_c, r, sp_c), r, sp_c)
+    opened = opening(reg_c, r, sp_c)
     core = component_touching(opened, mk_c & opened) if (mk_c & opened).any() else \
         component_touching(opened, mk_c)
     if not core.any():
