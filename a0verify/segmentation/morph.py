@@ -1,5 +1,6 @@
 """Morphology on boolean (z, y, x) arrays with radii in mm (anisotropic spacing handled exactly
-through Euclidean distance transforms). Empty input gives empty output everywhere."""
+through Euclidean distance transforms: the margin core's exact Numba transform, parallel on
+large regions). Empty input gives empty output everywhere."""
 
 from __future__ import annotations
 
@@ -9,19 +10,23 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from a0verify.margin import core
+
 BoolArray = npt.NDArray[np.bool_]
+F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 STRUCT26 = np.ones((3, 3, 3), bool)
 
 
-def edt(mask: BoolArray, spacing: F64) -> F64:
-    """Distance (mm) from each True voxel to the nearest False voxel centre (0 on False; inf
-    everywhere when all voxels are True)."""
+def edt(mask: BoolArray, spacing: F64) -> F32:
+    """Distance (mm, float32) from each True voxel to the nearest False voxel centre (0 on False;
+    inf everywhere when all voxels are True). Exact, as ``scipy.ndimage.distance_transform_edt``
+    (:func:`a0verify.margin.core.edt`; 5-10 x faster on the segmentation's regions)."""
     if not mask.any():
-        return np.zeros(mask.shape)
+        return np.zeros(mask.shape, np.float32)
     if mask.all():
-        return np.full(mask.shape, np.inf)
-    return np.asarray(ndimage.distance_transform_edt(mask, sampling=spacing))
+        return np.full(mask.shape, np.inf, np.float32)
+    return core.edt(mask, spacing)
 
 
 def touches(mask: BoolArray, faces: list[tuple[int, int]]) -> bool:
