@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from a0verify.segmentation import morph
+from a0verify.segmentation import filters, morph
 from a0verify.segmentation.result import Quality
 
 BoolArray = npt.NDArray[np.bool_]
@@ -57,7 +57,7 @@ def smooth_ct(raw: F32, sp: F64, smooth_sigma_mm: float, metal_hu: float,
             c, r_metal = metal_centre(metal[z], sp[1:])
             if r_metal <= streaks.metal_max_mm and streaks.reach_mm[1] > 0:
                 raw[z] = angular_median(raw[z], c, sp[1:], streaks)
-            raw[z] = ndimage.median_filter(raw[z], size=k, mode="nearest")
+        raw[metal_slices] = filters.median_slices(raw[metal_slices], k)
     return np.asarray(ndimage.gaussian_filter(raw, sigma=smooth_sigma_mm / sp, mode="nearest"),
                       dtype=np.float32)
 
@@ -89,10 +89,7 @@ def angular_median(img: F32, c_mm: F64, sp_yx: F64, streaks: StreakModel,
     polar = ndimage.map_coordinates(img, [ys, xs], order=1, mode="nearest")
     deg = np.clip(np.degrees(streaks.arc_mm / np.maximum(rs, 1e-3)), streaks.min_deg, 180.0)
     size = (np.rint(deg / 360.0 * n_theta).astype(int) // 2) * 2 + 1
-    out = polar.copy()
-    for sz in np.unique(size):
-        cols = size == sz
-        out[:, cols] = ndimage.median_filter(polar[:, cols], size=(int(sz), 1), mode="wrap")
+    out = filters.median_wrap_columns(polar, size)
     out = np.concatenate([out, out[:1]], axis=0)  # wrap the angle for the interpolation
     # back to the slice, in the box around the disc of radius r1
     lo = np.maximum(np.floor((c_mm - r1) / sp_yx).astype(int), 0)
