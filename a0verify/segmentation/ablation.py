@@ -331,7 +331,7 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     reg = morph.close(reg, p.close_radius_mm, sp) | (hull & r.art[sub])
     reg = steps.trim_dark_sheets(reg, r.sm[sub], r.art[sub], r.metal[sub], model.lo, sp, min(
         p.sheet_open_mm, p.sheet_open_fraction * depth), p.sheet_near_mm, p.streaks.reach_mm[1])
-    reg = morph.component_touching(np.asarray(ndimage.binary_fill_holes(reg)), r.marker[sub])
+    reg = morph.component_touching(morph.fill_holes(reg), r.marker[sub])
     out = np.zeros_like(region)
     out[sub] = reg
     if out.sum() * vox_ml < p.min_volume_ml:

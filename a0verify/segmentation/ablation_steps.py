@@ -155,7 +155,7 @@ def fill_artefact_holes(region: BoolArray, art: BoolArray) -> BoolArray:
     artefact margin, a bright streak core beside the needle) belong to the zone: left open they
     thin its wall, and the neck cut would then cut the zone itself. Other enclosed holes (a
     vessel crossing the zone) stay open until the final hole filling."""
-    holes = np.asarray(ndimage.binary_fill_holes(region)) & ~region
+    holes = morph.fill_holes(region) & ~region
     if not holes.any() or not art.any():
         return region
     lab, _ = ndimage.label(holes, structure=morph.STRUCT26)

@@ -16,6 +16,9 @@ BoolArray = npt.NDArray[np.bool_]
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 STRUCT26 = np.ones((3, 3, 3), bool)
+#: A voxel at exactly the radius belongs to the ball (as in :func:`ball_element`), whatever the
+#: float32 rounding of the distance transform.
+TIE_MM = 1e-4
 
 
 def edt(mask: BoolArray, spacing: F64) -> F32:
@@ -43,22 +46,23 @@ def ball_element(r_mm: float, spacing: F64) -> BoolArray:
 
 
 def dilate(mask: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
-    """Dilation by a ball of ``r_mm`` (small radii by a structuring element, larger ones through
-    a distance transform of the mask's bounding box grown by the radius)."""
+    """Dilation by a ball of ``r_mm`` (radii of a few voxels by a structuring element, larger
+    ones through a distance transform of the mask's bounding box grown by the radius: the same
+    voxels, faster from a 13-voxel element on)."""
     if not mask.any() or r_mm <= 0:
         return mask
     el = ball_element(r_mm, spacing)
-    if el.sum() <= 125:
+    if el.sum() <= 9:
         return np.asarray(ndimage.binary_dilation(mask, structure=el))
     sub = bbox(mask, int(np.ceil(r_mm / float(spacing.min()))) + 1, mask.shape)
     out = np.zeros_like(mask)
-    out[sub] = mask[sub] | (edt(~mask[sub], spacing) <= r_mm)
+    out[sub] = mask[sub] | (edt(~mask[sub], spacing) <= r_mm + TIE_MM)
     return out
 
 
 def erode(mask: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
     """Erosion by a ball of ``r_mm``; outside the array counts as inside (no border erosion)."""
-    return np.asarray(edt(mask, spacing) > r_mm)
+    return np.asarray(edt(mask, spacing) > r_mm + TIE_MM)
 
 
 def opening(mask: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
@@ -99,7 +103,9 @@ def component_touching(mask: BoolArray, marker: BoolArray) -> BoolArray:
         if counts.max() == 0:
             return np.zeros_like(mask)
         ids = np.array([int(np.argmax(counts))])
-    return np.asarray(np.isin(lab, ids))
+    keep = np.zeros(n + 1, bool)
+    keep[ids] = True
+    return keep[lab]
 
 
 def neck_cut(region: BoolArray, marker: BoolArray, r_mm: float, spacing: F64) -> BoolArray:
@@ -117,6 +123,20 @@ def neck_cut(region: BoolArray, marker: BoolArray, r_mm: float, spacing: F64) ->
     return component_touching(out, marker)
 
 
+def fill_holes(mask: BoolArray) -> BoolArray:
+    """``mask`` with its holes filled: background not 6-connected to the array's faces. The
+    same voxels as ``scipy.ndimage.binary_fill_holes`` (one labelling of the background instead
+    of an iterated dilation: ~10 x faster on a large region of interest)."""
+    lab, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    faces = [lab.take(end, axis=ax).ravel() for ax in range(lab.ndim) for end in (0, -1)]
+    outside = np.zeros(n + 1, bool)
+    outside[np.concatenate(faces)] = True
+    outside[0] = False
+    return np.asarray(~outside[lab])
+
+
 def smooth_shape(region: BoolArray, sigma_mm: float, spacing: F64) -> BoolArray:
     """Gaussian smoothing of the signed distance (sigma in mm, symmetric so it does not shrink);
     holes filled."""
@@ -124,7 +144,7 @@ def smooth_shape(region: BoolArray, sigma_mm: float, spacing: F64) -> BoolArray:
         return region
     phi = edt(region, spacing) - edt(~region, spacing)
     phi = ndimage.gaussian_filter(phi, sigma=sigma_mm / spacing, mode="nearest")
-    return np.asarray(ndimage.binary_fill_holes(phi > 0))
+    return fill_holes(phi > 0)
 
 
 def bbox(mask: BoolArray, margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:

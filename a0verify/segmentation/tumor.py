@@ -179,7 +179,7 @@ def segment_tumor_core(image: sitk.Image, *, line_lps: tuple[Sequence[float], Se
         cand &= morph.edt(~inside, sp) <= morph.edt(~outside, sp)
     region = morph.component_touching(cand, inside & cand)
     region = morph.neck_cut(region, inside & region, p.neck_radius_mm, sp)
-    region = np.asarray(ndimage.binary_fill_holes(region))
+    region = morph.fill_holes(region)
     region = morph.smooth_shape(region, p.sdf_sigma_mm, sp)
     region = morph.component_touching(region, inside & region) if region.any() else region
     if not region.any():
