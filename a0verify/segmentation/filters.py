@@ -1,10 +1,10 @@
-"""Compiled filters on HU arrays for the segmentation: an in-plane square median of many axial
-slices at once.
+"""Compiled median filters on HU arrays for the metal-streak suppression of the segmentation.
 
 :func:`median_slices` gives exactly ``scipy.ndimage.median_filter(slice, size=k,
 mode="nearest")`` for each slice (the same k x k window, the border replicated, the middle of the
 k^2 sorted values), with the slices and rows spread over the cores: the metal slices of a large
-needle zone took 2-3 s one by one.
+needle zone took 2-3 s one by one. :func:`median_wrap_columns` is the periodic 1-D median along
+the angle of a polar resampling (the angular streak median), one window size per column.
 """
 
 from __future__ import annotations
