@@ -197,6 +197,12 @@ def test_organ_search_finds_a_liver_that_slid_against_the_wall() -> None:
     same = slide.organ_slide(post, geometry.array_to_image(scene(0.0), grid), sample, zimg,
                              start)
     assert same.info["dz_mm"] == 0.0 and same.transform is start and same.metric_mask is None
+    # a start that maps the box (almost) outside the pre scan (a garbage initialisation):
+    # the search declines instead of failing inside the smoothing filter
+    for dy in (150.0, 154.0, 5000.0):
+        off = initial.euler_from_matrix(np.eye(3), np.zeros(3), np.array([0.0, dy, 0.0]))
+        out = slide.organ_slide(post, pre, sample, zimg, off)
+        assert out.transform is off and "covers" in out.info["reason"], (dy, out.info)
 
 
 def test_reliability_notes_from_the_recorded_evidence() -> None:

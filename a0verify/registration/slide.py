@@ -91,8 +91,8 @@ def organ_slide(fixed: sitk.Image, moving: sitk.Image, sample: sitk.Image, zone:
     ``sample``: UInt8 on ``fixed``'s grid, where to compare (the organ's interior near the zone,
     without the zone and artefacts); ``zone``: UInt8 ablation zone on ``fixed``'s grid (its
     distance weights the votes). Returns ``init`` unchanged (and no mask) when fewer than 4
-    blocks can vote, or when the vote's winner moves less than :data:`MIN_SLIDE_MM`
-    cranio-caudally."""
+    blocks can vote, when ``init`` maps the box (almost) outside ``moving``, or when the
+    vote's winner moves less than :data:`MIN_SLIDE_MM` cranio-caudally."""
     factors = [max(1, round(GRID_MM / s)) for s in fixed.GetSpacing()]
     f_img = sitk.BinShrink(sitk.Cast(fixed, sitk.sitkFloat32), factors)
     m_img = sitk.Cast(sitk.BinShrink(sitk.Cast(sample, sitk.sitkFloat32), factors) > 0.99,
@@ -106,9 +106,10 @@ def organ_slide(fixed: sitk.Image, moving: sitk.Image, sample: sitk.Image, zone:
     if not hi > lo:
         return SlideResult(init, None, {**info, "reason": "no contrast in the organ"})
     f = np.clip(f, lo, hi) * mask
-    mov = sitk.Clamp(sitk.SmoothingRecursiveGaussian(
-        _moving_crop(sitk.Cast(moving, sitk.sitkFloat32), f_img, init, SEARCH_Z_MM + 15.0),
-        [1.0] * 3), sitk.sitkFloat32, lo, hi)
+    mov = _moving_crop(sitk.Cast(moving, sitk.sitkFloat32), f_img, init, SEARCH_Z_MM + 15.0)
+    if min(mov.GetSize()) < 4:
+        return SlideResult(init, None, {**info, "reason": "the pre scan barely covers the zone"})
+    mov = sitk.Clamp(sitk.SmoothingRecursiveGaussian(mov, [1.0] * 3), sitk.sitkFloat32, lo, hi)
     sp = np.asarray(f_img.GetSpacing(), np.float64)[::-1]  # z, y, x
     blk = tuple(max(2, round(BLOCK_MM / s)) for s in sp)
     b = (blk[0], blk[1], blk[2])
