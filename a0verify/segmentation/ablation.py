@@ -16,9 +16,10 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
 2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
    inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
    a bubble or the needle works; a click beside the needle takes the HU mode near it that grows
-   the zone, :func:`~a0verify.segmentation.ablation_steps.seed_modes`), refined on the
-   provisional region; surroundings = median of a shell 1.5-6 mm outside it (rim and
-   parenchyma; when darker tissue such as bile fills it, its brighter part, with a warning).
+   the zone, :func:`~a0verify.segmentation.ablation_steps.seed_modes`; in a zone smaller than
+   the ball, what agrees with the ball's core, ``core_consistent_marker``); surroundings =
+   median of a shell 1.5-6 mm outside the provisional region (rim and parenchyma; when darker
+   tissue such as bile fills it, its brighter part, with a warning).
    Upper threshold: the midpoint of the two (a gradient-weighted edge threshold,
    ``edge_threshold``, is off by default); the lower one (``lo_k`` spreads below the inside
    median, at least ``lo_min_hu``) keeps out fat, bile, cysts and bowel content.
@@ -131,6 +132,9 @@ def _roi(image: sitk.Image, seed_lps: F64, pad: float, p: AblationParams,
                 break
         if marker.sum() >= 10:
             break
+    if not modes:  # a zone smaller than the seed ball: its core decides
+        marker = steps.core_consistent_marker(sm, marker, seed, sp, p.seed_core_mm,
+                                              p.seed_core_tol_hu)
     faces = box.faces(geometry.xyz_to_zyx(image.GetSize()).astype(int), on_image_edge=False)
     return _Roi(box, sm, art, passable, seed, marker, faces, metal, modes)
 
@@ -338,8 +342,7 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
         raise SegmentationError(
             f"ablation segmentation from seed {label} found only {out.sum() * vox_ml:.2f} ml; "
             "is the seed inside the non-enhancing ablation zone?")
-    model.stats["neck_radius_mm"] = neck
-    model.stats["depth_at_seed_mm"] = depth
+    model.stats.update(neck_radius_mm=neck, depth_at_seed_mm=depth)
     model.stats["elongation"] = steps.elongation(out, depth, sp)
     return _Part(out, r.box, model, stability, pad)
 
@@ -396,9 +399,7 @@ def _union_quality(image: sitk.Image, full: BoolArray, parts: list[_Part],
     sp = geometry.spacing_zyx(image)
     margin = int(np.ceil(max(5.0, p.streaks.border_mm + 1.0) / sp.min()))
     sub = morph.bbox(full, margin, full.shape)
-    lo_zyx = tuple(s.start for s in sub)
-    hi_zyx = tuple(s.stop for s in sub)
-    box = geometry.IndexBox(lo_zyx, hi_zyx)
+    box = geometry.IndexBox(tuple(s.start for s in sub), tuple(s.stop for s in sub))
     raw = sitk.GetArrayFromImage(geometry.crop(image, box)).astype(np.float32)
     sm = ndimage.gaussian_filter(raw, sigma=p.smooth_sigma_mm / sp, mode="nearest")
     art = (sm < p.gas_hu) | (raw > p.metal_hu)

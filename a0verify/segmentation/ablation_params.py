@@ -20,6 +20,7 @@ class AblationParams:
     roi_pad_max_mm: float = 120.0
     seed_radius_mm: float = 5.0
     seed_core_mm: float = 2.5
+    seed_core_tol_hu: float = 30.0  # seed ball vs its core: above, a zone smaller than the ball
     seed_mode_hu: float = 20.0
     seed_mode_bw_hu: float = 8.0
     gas_hu: float = -250.0

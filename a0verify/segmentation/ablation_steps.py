@@ -198,6 +198,25 @@ def trim_dark_sheets(region: BoolArray, sm: F32, art: BoolArray, metal: BoolArra
     return out
 
 
+def core_consistent_marker(sm: F32, marker: BoolArray, seed: F64, sp: F64, core_mm: float,
+                           tol_hu: float) -> BoolArray:
+    """The seed ball ``marker`` without what clearly differs from the click itself: when the
+    median HU (``sm``) of the whole marker and that of its core (within ``core_mm`` of the
+    seed) differ by more than ``tol_hu``, the ball reaches out of a zone smaller than it (rim,
+    liver), so only its voxels within ``max(tol_hu, 2.5 x spread)`` of the core's median are
+    kept. Unchanged when the core holds fewer than 10 voxels, when the medians agree, or when
+    fewer than 10 voxels would remain."""
+    core = marker & morph.ball(sm.shape, seed, core_mm, sp)
+    if core.sum() < 10:
+        return marker
+    m_core = float(np.median(sm[core]))
+    if abs(float(np.median(sm[marker])) - m_core) <= tol_hu:
+        return marker
+    tol = max(tol_hu, 2.5 * robust_spread(sm[core], m_core))
+    kept = marker & (np.abs(sm - m_core) <= tol)
+    return kept if kept.sum() >= 10 else marker
+
+
 def robust_spread(vals: npt.NDArray[np.floating], median: float) -> float:
     """Robust spread (1.4826 x MAD) clipped to 3-12 HU: streaks near a needle must not widen
     the zone's HU window into fat or bile."""
