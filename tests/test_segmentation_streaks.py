@@ -11,6 +11,7 @@ from a0verify.segmentation.ablation_steps import (
     StreakModel,
     angular_median,
     mode_marker,
+    needle_sections,
     radial_streak_repair,
     seed_modes,
 )
@@ -71,6 +72,40 @@ def test_radial_repair_fills_notches_and_cuts_spikes_around_enclosed_metal() -> 
     body = lab == lab[60, 60]
     assert not (body & spike & (r > 15.0 + StreakModel().tol_mm + 1.0)).any()
     assert (region[1] & spike & (r > 20.0)).sum() > 20
+
+
+def test_needle_sections_ignore_other_metal_in_the_slice() -> None:
+    """A needle's cross-section (1 mm radius) is found beside a rib's cortex (an arc 25 mm
+    long, 30 mm away) and beside a needle lying in the plane, broken into pieces 3 mm apart:
+    neither hides it nor counts as a needle (the old whole-slice centroid read 21 mm)."""
+    dy, dx, c = _grid()
+    needle = np.hypot(dy - 3.0, dx + 2.0) <= 1.0
+    rib = (np.abs(np.hypot(dy, dx - 60.0) - 35.0) < 1.0) & (np.abs(dy) < 12.5)
+    broken = (np.abs(dy + 25.0) < 0.8) & (dx > -30.0) & (dx < 10.0) & (np.mod(dx, 5.0) < 2.0)
+    got = needle_sections(needle | rib, SP[1:], StreakModel())
+    assert len(got) == 1
+    np.testing.assert_allclose(got[0][0], c + np.array([3.0, -2.0]), atol=0.1)
+    assert got[0][1] <= 1.5
+    assert len(needle_sections(needle | rib | broken, SP[1:], StreakModel())) == 1
+    assert needle_sections(rib | broken, SP[1:], StreakModel()) == []
+    assert needle_sections(np.zeros_like(rib), SP[1:], StreakModel()) == []
+
+
+def test_radial_repair_is_the_same_with_a_rib_in_the_slice() -> None:
+    """The directional repair around a needle inside the zone does not depend on other metal
+    in the slice (a rib's cortex outside the zone used to switch it off)."""
+    dy, dx, _ = _grid()
+    r = np.hypot(dy, dx)
+    th = np.arctan2(dy, dx)
+    notch = (np.abs(np.angle(np.exp(1j * (th - 0.5)))) < 0.08) & (r < 11.0)
+    region = np.stack([(r <= 15.0) & ~notch] * 3)
+    metal = np.zeros_like(region)
+    metal[:, 60:62, 60:62] = True
+    rib = (np.abs(np.hypot(dy, dx - 60.0) - 35.0) < 1.0) & (np.abs(dy) < 12.5)
+    alone = radial_streak_repair(region, metal, SP, StreakModel())
+    assert not (notch & ~alone[1]).any()
+    np.testing.assert_array_equal(
+        radial_streak_repair(region, metal | rib[None], SP, StreakModel()), alone)
 
 
 def test_radial_repair_leaves_slices_where_the_metal_is_outside_the_zone() -> None:

@@ -31,6 +31,7 @@ class StreakModel:
     min_deg: float = 30.0  # ... but at least this many degrees (at most 180)
     reach_mm: tuple[float, float] = (20.0, 30.0)  # full strength up to, blended out by
     metal_max_mm: float = 4.0  # metal cross-section radius beyond which a slice is in-plane
+    group_mm: float = 5.0  # metal pieces this close form one (a needle in the plane, broken up)
     # the directional repair of the grown region (:func:`radial_streak_repair`)
     core_mm: float = 3.0  # around the metal's cross-section: unknown, counted as inside
     gap_mm: float = 2.0  # gaps bridged along a ray
@@ -44,8 +45,8 @@ class StreakModel:
 
 def smooth_ct(raw: F32, sp: F64, smooth_sigma_mm: float, metal_hu: float,
               streaks: StreakModel) -> F32:
-    """Gaussian pre-smoothing; axial slices holding metal are first filtered: where the metal's
-    cross-section is compact (a needle crossing the slice) by a median along circles around it
+    """Gaussian pre-smoothing; axial slices holding metal are first filtered: around each
+    needle crossing the slice (:func:`needle_sections`) by a median along circles around it
     (:func:`angular_median`), then every metal slice by an in-plane square median
     (``streaks.median_mm`` wide), which removes thin streaks and keeps edges."""
     metal = raw > metal_hu
@@ -54,20 +55,35 @@ def smooth_ct(raw: F32, sp: F64, smooth_sigma_mm: float, metal_hu: float,
         raw = raw.copy()
         k = max(3, round(streaks.median_mm / float(sp[1:].min())) | 1)
         for z in metal_slices:
-            c, r_metal = metal_centre(metal[z], sp[1:])
-            if r_metal <= streaks.metal_max_mm and streaks.reach_mm[1] > 0:
-                raw[z] = angular_median(raw[z], c, sp[1:], streaks)
+            if streaks.reach_mm[1] > 0:
+                for c, _ in needle_sections(metal[z], sp[1:], streaks):
+                    raw[z] = angular_median(raw[z], c, sp[1:], streaks)
         raw[metal_slices] = filters.median_slices(raw[metal_slices], k)
     return np.asarray(ndimage.gaussian_filter(raw, sigma=smooth_sigma_mm / sp, mode="nearest"),
                       dtype=np.float32)
 
 
-def metal_centre(metal2d: BoolArray, sp_yx: F64) -> tuple[F64, float]:
-    """Centroid (mm from the slice origin) of a slice's metal and the largest distance of a
-    metal voxel from it (mm): small for a needle crossing the slice."""
-    pts = np.argwhere(metal2d) * sp_yx
-    c = pts.mean(axis=0)
-    return c, float(np.sqrt(np.sum((pts - c) ** 2, axis=1)).max())
+def needle_sections(metal2d: BoolArray, sp_yx: F64,
+                    streaks: StreakModel) -> list[tuple[F64, float]]:
+    """The needles crossing an axial slice: its metal pieces (pieces closer than
+    ``streaks.group_mm`` count as one: a needle lying in the plane, broken up by partial
+    volume) that are compact, every voxel within ``streaks.metal_max_mm`` of the piece's
+    centroid. Other metal in the slice (a rib's cortex, a needle in the plane, a clip) neither
+    counts nor hides them. Each as (centroid in mm from the slice origin, radius mm); a slice
+    without metal gives none."""
+    near = morph.dilate(metal2d[None], streaks.group_mm, np.array([1.0, *sp_yx]))[0]
+    lab, _ = ndimage.label(near, structure=np.ones((3, 3), bool))
+    out: list[tuple[F64, float]] = []
+    for k, sl in enumerate(ndimage.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        piece = (lab[sl] == k) & metal2d[sl]
+        pts = (np.argwhere(piece) + np.array([sl[0].start, sl[1].start])) * sp_yx
+        c = pts.mean(axis=0)
+        r = float(np.sqrt(np.sum((pts - c) ** 2, axis=1)).max())
+        if r <= streaks.metal_max_mm:
+            out.append((c, r))
+    return out
 
 
 def angular_median(img: F32, c_mm: F64, sp_yx: F64, streaks: StreakModel,
@@ -239,25 +255,25 @@ def radial_streak_repair(region: BoolArray, metal: BoolArray, sp: F64, streaks: 
     streaks are straight lines through the metal's cross-section, so the zone seen from the
     metal is star-shaped with a radial extent that varies slowly with the angle; a bright
     streak cuts a narrow radial notch into it and a dark streak sticks out as a narrow radial
-    spike. Per slice: rays from the metal's centroid (``n_angles``, 0.5 mm steps); the zone's
-    extent along a ray is the end of its first run from the metal (voxels within
+    spike. Per needle section (:func:`needle_sections`; several in a slice are each modelled,
+    other metal there does not matter): rays from its centroid (``n_angles``, 0.5 mm steps);
+    the zone's extent along a ray is the end of its first run from the metal (voxels within
     ``streaks.core_mm`` of the metal's cross-section count as inside: the streak core neither
-    seeds nor stops the run; gaps up to ``streaks.gap_mm`` are bridged); the slice is modelled
+    seeds nor stops the run; gaps up to ``streaks.gap_mm`` are bridged); a section is modelled
     only when at least ``streaks.min_enclosed`` of the rays leave the core inside the zone (the
     metal is enclosed). The expected extent is the circular median over
     ``streaks.window_deg``; voxels up to it are filled, and the run beyond it by more than
-    ``streaks.tol_mm`` is removed. Slices where the metal is in-plane (metal farther than
-    ``streaks.metal_max_mm`` from its centroid) or not enclosed are left unchanged."""
+    ``streaks.tol_mm`` is removed. Metal lying in the plane (farther than
+    ``streaks.metal_max_mm`` from its piece's centroid) or not enclosed is left alone."""
     out = region.copy()
     steps_r = np.arange(0.0, max_radius_mm, 0.5)
     th = np.linspace(0.0, 2.0 * np.pi, n_angles, endpoint=False)
     win = max(3, round(streaks.window_deg / 360.0 * n_angles) | 1)
     gap = max(1, round(streaks.gap_mm / 0.5))
     yy, xx = np.mgrid[0:region.shape[1], 0:region.shape[2]]
-    for z in np.nonzero(metal.any(axis=(1, 2)))[0]:
-        c, r_metal = metal_centre(metal[z], sp[1:])
-        if r_metal > streaks.metal_max_mm or not region[z].any():
-            continue
+    todo = [(z, c, r_metal) for z in np.nonzero(metal.any(axis=(1, 2)))[0]
+            if region[z].any() for c, r_metal in needle_sections(metal[z], sp[1:], streaks)]
+    for z, c, r_metal in todo:
         r_core = r_metal + streaks.core_mm
         ys = (c[0] + np.sin(th)[:, None] * steps_r[None]) / sp[1]
         xs = (c[1] + np.cos(th)[:, None] * steps_r[None]) / sp[2]
