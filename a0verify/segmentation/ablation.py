@@ -8,33 +8,31 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    every statistic and of the growth; they are given back at the end only where they lie inside
    the zone's closing (bubbles, tracts and needles *inside* the zone are included, gas in bowel
    next to it is not). Metal streaks are straight lines through the metal in the axial plane:
-   where a needle crosses a slice, a median along circles around it removes them before the
-   smoothing (:func:`~a0verify.segmentation.ablation_steps.angular_median`), and after the
-   growth the region seen from an enclosed needle gets the notches of bright streaks filled and
-   the spikes of dark ones cut
-   (:func:`~a0verify.segmentation.ablation_steps.radial_streak_repair`).
+   around each needle crossing a slice (``needle_sections``) a median along circles removes
+   them before the smoothing (``angular_median``), and after the growth the region seen from
+   an enclosed needle gets bright streaks' notches filled and dark ones' spikes cut
+   (``radial_streak_repair``; all in :mod:`a0verify.segmentation.ablation_steps`).
 2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
    inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
    a bubble or the needle works; a click beside the needle takes the HU mode near it that grows
    the zone, :func:`~a0verify.segmentation.ablation_steps.seed_modes`; in a zone smaller than
    the ball, what agrees with the ball's core, ``core_consistent_marker``); surroundings =
    median of a shell 1.5-6 mm outside the provisional region (rim and parenchyma; when darker
-   tissue such as bile fills it, its brighter part, with a warning).
-   Upper threshold: the midpoint of the two (a gradient-weighted edge threshold,
-   ``edge_threshold``, is off by default); the lower one (``lo_k`` spreads below the inside
-   median, at least ``lo_min_hu``) keeps out fat, bile, cysts and bowel content.
+   tissue such as bile fills it, its brighter part, with a warning). Upper threshold: the
+   midpoint of the two (a gradient-weighted edge threshold, ``edge_threshold``, is off by
+   default); the lower one (``lo_k`` spreads below the inside median, at least
+   ``lo_min_hu``) keeps out fat, bile, cysts and bowel content.
 3. **No size or distance limit.** The region of interest starts at ``roi_pad_mm`` around the
    seed and grows (x ``roi_growth``) while the region still reaches its open faces, up to
-   ``roi_pad_max_mm``; only a region larger than ``max_volume_ml`` (3x the largest clinical
-   zone) is refused.
+   ``roi_pad_max_mm``; only a region over ``max_volume_ml`` (3x the largest zone) is refused.
 4. **Leaks are cut by evidence**: a neck cut (opening by ``neck_radius_mm``, seed component,
    reconstruction; holes touching an artefact filled first) detaches regions joined through
    thin bridges (vessels, tracts, streaks, the capsule's partial-volume sheet). A region still
-   suspect by shape (``enclosure_elongation``) keeps only what the liver encloses
+   suspect by shape (``enclosure_elongation``), or whose part outside reaches more than
+   ``enclosure_reach_mm`` beyond the enclosed part, keeps only what the liver encloses
    (:mod:`a0verify.segmentation.enclosure`: a leak through the capsule into muscle of the
    zone's HU). What stays is judged by the quality signal (:mod:`a0verify.segmentation.result`:
-   weak edges, threshold stability, contrast, image edge; plus
-   :func:`~a0verify.segmentation.ablation_steps.shape_evidence`), in report.json and the page.
+   weak edges, threshold stability, contrast, image edge; plus ``shape_evidence``).
 5. Clean-up: closing by ``close_radius_mm`` (streak cracks), artefacts inside the closing by
    ``artefact_close_mm`` given back; thin parts along fat or bile (the organ's partial-volume
    surface layer, :func:`~a0verify.segmentation.ablation_steps.trim_dark_sheets`) trimmed;
@@ -316,11 +314,14 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)
     neck = float(np.clip(p.neck_fraction * depth, p.neck_radius_mm, p.neck_max_mm))
     reg = morph.neck_cut_fast(body[sub], r.marker[sub], neck, sp)
-    if reg.any() and steps.elongation(reg, depth, sp) > p.enclosure_elongation:
-        whole = np.zeros_like(body)  # still suspect by shape: has it left the organ?
+    if reg.any():  # has it left the organ? (suspect by shape, or reaching far out of it)
+        whole = np.zeros_like(body)
         whole[sub] = reg
         kept = enclosure.enclosed_part(whole, r.marker, r.sm, sp, upper_hu=model.hi,
                                        lower_hu=model.lo, tissue_hu=model.m_out)
+        if steps.elongation(reg, depth, sp) <= p.enclosure_elongation and (whole & ~kept).any() \
+                and morph.edt(~kept, sp)[whole & ~kept].max() < p.enclosure_reach_mm:
+            kept = whole  # compact, and only its own capsule-side layer would go
         n_cut = int((whole & ~kept).sum())
         if n_cut:
             model.stats["outside_organ_cut_ml"] = n_cut * vox_ml

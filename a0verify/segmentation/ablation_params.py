@@ -56,5 +56,6 @@ class AblationParams:
     min_volume_ml: float = 0.05
     leak_elongation: float = 20.0
     enclosure_elongation: float = 8.0  # above: keep only what the organ encloses
+    enclosure_reach_mm: float = 7.0  # ... also when what it does not reaches this far out
     mode_switch_ratio: float = 0.6  # another seed mode must be this much more compact
     mode_max_fill: float = 0.6  # ... and not flood this share of the first region of interest
