@@ -65,23 +65,39 @@ def smooth_ct(raw: F32, sp: F64, smooth_sigma_mm: float, metal_hu: float,
 
 def needle_sections(metal2d: BoolArray, sp_yx: F64,
                     streaks: StreakModel) -> list[tuple[F64, float]]:
-    """The needles crossing an axial slice: its metal pieces (pieces closer than
-    ``streaks.group_mm`` count as one: a needle lying in the plane, broken up by partial
-    volume) that are compact, every voxel within ``streaks.metal_max_mm`` of the piece's
-    centroid. Other metal in the slice (a rib's cortex, a needle in the plane, a clip) neither
-    counts nor hides them. Each as (centroid in mm from the slice origin, radius mm); a slice
-    without metal gives none."""
-    near = morph.dilate(metal2d[None], streaks.group_mm, np.array([1.0, *sp_yx]))[0]
-    lab, _ = ndimage.label(near, structure=np.ones((3, 3), bool))
+    """The needles crossing an axial slice: its metal pieces, pieces closer than
+    ``streaks.group_mm`` counting as one (a needle lying in the plane, broken up by partial
+    volume), that are compact: every voxel within ``streaks.metal_max_mm`` of the group's
+    centroid. Other metal in the slice (a rib's cortex, a clip) neither counts nor hides them.
+    Each as (centroid in mm from the slice origin, radius mm); no metal gives none."""
+    lab, n = ndimage.label(metal2d, structure=np.ones((3, 3), bool))
     out: list[tuple[F64, float]] = []
+    if n == 0:
+        return out
+    half = np.ceil((2.0 * streaks.metal_max_mm + 2.0 * streaks.group_mm) / sp_yx).astype(int)
+    done: set[int] = set()
     for k, sl in enumerate(ndimage.find_objects(lab), start=1):
-        if sl is None:
+        if sl is None or k in done:
             continue
-        piece = (lab[sl] == k) & metal2d[sl]
-        pts = (np.argwhere(piece) + np.array([sl[0].start, sl[1].start])) * sp_yx
+        own = np.argwhere(lab[sl] == k) * sp_yx
+        if np.sqrt(np.sum((own - own.mean(axis=0)) ** 2, axis=1)).max() > streaks.metal_max_mm:
+            continue  # not compact itself, so neither is any group holding it
+        # a compact group lies within ``half`` of any of its pieces; one reaching farther is
+        # not compact, whatever lies beyond
+        mid = [(a.start + a.stop) // 2 for a in sl]
+        box = tuple(slice(max(m - h, 0), m + h + 1) for m, h in zip(mid, half, strict=True))
+        near = morph.dilate(metal2d[box][None], streaks.group_mm, np.array([1.0, *sp_yx]))[0]
+        glab, _ = ndimage.label(near, structure=np.ones((3, 3), bool))
+        here = tuple(int(v) for v in np.argwhere(lab[box] == k)[0])
+        group = (glab == glab[here]) & metal2d[box]
+        done.update(int(v) for v in np.unique(lab[box][group]))
+        pts = (np.argwhere(group) + np.array([box[0].start, box[1].start])) * sp_yx
         c = pts.mean(axis=0)
         r = float(np.sqrt(np.sum((pts - c) ** 2, axis=1)).max())
-        if r <= streaks.metal_max_mm:
+        touches_box = any((b.start > 0 and np.any(np.take(group, 0, axis=ax))) or
+                          (b.stop < metal2d.shape[ax] and np.any(np.take(group, -1, axis=ax)))
+                          for ax, b in enumerate(box))
+        if r <= streaks.metal_max_mm and not touches_box:
             out.append((c, r))
     return out
 
