@@ -238,6 +238,34 @@ def test_core_consistent_marker_keeps_a_homogeneous_ball() -> None:
     assert np.array_equal(got, ball & small)
 
 
+def test_neck_cut_gives_back_a_second_probes_lobe_not_a_leak_bit() -> None:
+    """Two probes' zones (balls of 8 and 6 mm) joined by a 1.5 mm waist, and a leak bit (a
+    3.5 mm ball, ~8 % of the clicked ball) on a thinner thread: the neck cut (3 mm) keeps the
+    clicked ball (its reconstruction reaches a few mm into the others); the second lobe is
+    given back whole, the bit is not."""
+    from a0verify.segmentation import morph
+    from a0verify.segmentation.ablation_steps import readmit_lobes
+
+    sp = np.array([2.0, 0.8, 0.8])
+    zz, yy, xx = np.indices((30, 80, 100)).astype(float)
+    z, y, x = zz * sp[0] - 30.0, yy * sp[1] - 32.0, xx * sp[2] - 40.0
+    a = np.sqrt((x + 9.0) ** 2 + y ** 2 + z ** 2) <= 8.0
+    b = np.sqrt((x - 7.0) ** 2 + y ** 2 + z ** 2) <= 6.0
+    waist = (np.abs(x + 0.5) <= 2.5) & (np.sqrt(y ** 2 + z ** 2) <= 1.5)
+    bit = np.sqrt((x + 9.0) ** 2 + (y - 16.0) ** 2 + z ** 2) <= 3.5
+    thread = (np.abs(x + 9.0) <= 0.5) & (y > 6.0) & (y < 14.0) & (np.abs(z) <= 1.0)
+    body = a | b | waist | bit | thread
+    marker = np.sqrt((x + 9.0) ** 2 + y ** 2 + z ** 2) <= 2.0
+    kept = morph.neck_cut(body, marker, 3.0, sp)
+    assert (kept & b).sum() < 0.2 * b.sum() and (kept & bit).sum() < 0.3 * bit.sum()
+    out = readmit_lobes(body, kept, 3.0, sp, (0.15, 1.0))
+    assert (out & b).sum() == b.sum() and (out & a).sum() == a.sum()
+    assert (out & bit).sum() == (kept & bit).sum()
+    # the bit is rejected by its size alone
+    assert (readmit_lobes(body, kept, 3.0, sp, (0.0, 1.0)) & bit).sum() == bit.sum()
+    np.testing.assert_array_equal(readmit_lobes(body, kept, 3.0, sp, (0.6, 1.0)), kept)
+
+
 def test_seed_on_large_gas_pocket_inside_zone_still_works() -> None:
     """A click on a gas pocket (5 mm radius) in the zone: tissue is found around it."""
     img, truth = _scene(gas=(((0.0, 0.0, 0.0), 5.0),))

@@ -1,7 +1,8 @@
 """Ablation zone from one or more seeds on a contrast-enhanced post-ablation CT.
 
-Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentation.md``):
-*artefact-aware adaptive region growing with evidence-based leak control*.
+*Artefact-aware adaptive region growing with evidence-based leak control* (chosen by
+measurement against baselines, ``benchmarks/RESULTS_segmentation.md``; helpers in
+:mod:`a0verify.segmentation.ablation_steps`).
 
 1. **Artefacts are neither zone nor background.** Gas (smoothed HU < ``gas_hu``) and metal (raw
    HU > ``metal_hu``: needles, clips) plus ``artefact_margin_mm`` around them are left out of
@@ -10,8 +11,8 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    next to it is not). Metal streaks are straight lines through the metal in the axial plane:
    around each needle crossing a slice (``needle_sections``) a median along circles removes
    them before the smoothing (``angular_median``), and after the growth the region seen from
-   an enclosed needle gets bright streaks' notches filled and dark ones' spikes cut
-   (``radial_streak_repair``; all in :mod:`a0verify.segmentation.ablation_steps`).
+   an enclosed needle gets bright streaks' notches filled, dark ones' spikes cut
+   (``radial_streak_repair``).
 2. **Intensity model learned around the seed** (Gaussian pre-smoothing ``smooth_sigma_mm``):
    inside median and robust spread in a ball around the seed (artefacts excluded, so a click on
    a bubble or the needle works; a click beside the needle takes the HU mode near it that grows
@@ -27,17 +28,17 @@ Method (chosen by measurement against baselines, ``benchmarks/RESULTS_segmentati
    ``roi_pad_max_mm``; only a region over ``max_volume_ml`` (3x the largest zone) is refused.
 4. **Leaks are cut by evidence**: a neck cut (opening by ``neck_radius_mm``, seed component,
    reconstruction; holes touching an artefact filled first) detaches regions joined through
-   thin bridges (vessels, tracts, streaks, the capsule's partial-volume sheet). A region still
+   thin bridges (vessels, tracts, streaks, the capsule's partial-volume sheet; a detached lobe
+   of ``lobe_ratios`` x the kept volume is given back: another probe's zone). A region still
    suspect by shape (``enclosure_elongation``), or whose part outside reaches more than
    ``enclosure_reach_mm`` beyond the enclosed part, keeps only what the liver encloses
    (:mod:`a0verify.segmentation.enclosure`: a leak through the capsule into muscle of the
-   zone's HU). What stays is judged by the quality signal (:mod:`a0verify.segmentation.result`:
-   weak edges, threshold stability, contrast, image edge; plus ``shape_evidence``).
+   zone's HU). What stays is judged by the quality signal (``result``: weak edges, threshold
+   stability, contrast, image edge; plus ``shape_evidence``).
 5. Clean-up: closing by ``close_radius_mm`` (streak cracks), artefacts inside the closing by
    ``artefact_close_mm`` given back; thin parts along fat or bile (the organ's partial-volume
-   surface layer, :func:`~a0verify.segmentation.ablation_steps.trim_dark_sheets`) trimmed;
-   holes filled. Several seeds: each seed not already inside an earlier seed's zone grows its
-   own region; the mask is their union.
+   surface layer, ``trim_dark_sheets``) trimmed; holes filled. Several seeds: each seed not
+   inside an earlier seed's zone grows its own region; the mask is their union.
 
 Seeds are LPS mm; arrays (z, y, x); distances in mm from the image spacing.
 """
@@ -313,7 +314,8 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
     depth = steps.depth_at_seed(body, r.seed, sp)
     sub = morph.bbox(body, int(np.ceil(4.0 / sp.min())) + 2, body.shape)
     neck = float(np.clip(p.neck_fraction * depth, p.neck_radius_mm, p.neck_max_mm))
-    reg = morph.neck_cut_fast(body[sub], r.marker[sub], neck, sp)
+    reg = steps.readmit_lobes(body[sub], morph.neck_cut_fast(body[sub], r.marker[sub], neck, sp),
+                              neck, sp, p.lobe_ratios)
     if reg.any():  # has it left the organ? (suspect by shape, or reaching far out of it)
         whole = np.zeros_like(body)
         whole[sub] = reg
@@ -343,13 +345,9 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
         raise SegmentationError(
             f"ablation segmentation from seed {label} found only {out.sum() * vox_ml:.2f} ml; "
             "is the seed inside the non-enhancing ablation zone?")
-    model.stats.update(neck_radius_mm=neck, depth_at_seed_mm=depth)
-    model.stats["elongation"] = steps.elongation(out, depth, sp)
+    model.stats.update(neck_radius_mm=neck, depth_at_seed_mm=depth,
+                       elongation=steps.elongation(out, depth, sp))
     return _Part(out, r.box, model, stability, pad)
-
-
-def _fmt(seed: npt.ArrayLike) -> str:
-    return "(" + ", ".join(f"{float(v):.1f}" for v in np.ravel(seed)) + ")"
 
 
 def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]],
@@ -369,7 +367,7 @@ def segment_ablation_zone(image: sitk.Image, seeds_lps: Sequence[Sequence[float]
         if full[tuple(v)]:
             stats[f"seed{i + 1}_in_earlier_zone"] = 1.0
             continue
-        part = _grow(image, s_arr, p, _fmt(s_arr))
+        part = _grow(image, s_arr, p, steps.fmt_point(s_arr))
         full[part.box.slices] |= part.mask
         parts.append(part)
         warns.extend(part.model.warnings)

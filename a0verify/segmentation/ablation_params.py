@@ -52,6 +52,7 @@ class AblationParams:
     streaks: steps.StreakModel = field(default_factory=steps.StreakModel)
     metal_avoid_mm: float = 5.0
     neck_fraction: float = 0.15
+    lobe_ratios: tuple[float, float] = (0.15, 1.0)  # a detached lobe this x the kept volume
     neck_max_mm: float = 6.0
     min_volume_ml: float = 0.05
     leak_elongation: float = 20.0

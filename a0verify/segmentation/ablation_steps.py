@@ -249,6 +249,36 @@ def core_consistent_marker(sm: F32, marker: BoolArray, seed: F64, sp: F64, core_
     return kept if kept.sum() >= 10 else marker
 
 
+def readmit_lobes(body: BoolArray, kept: BoolArray, neck_mm: float, sp: F64,
+                  ratios: tuple[float, float]) -> BoolArray:
+    """Lobes the neck cut detached from ``kept`` (two probes' zones joined by a waist thinner
+    than the cut's ball): components of ``body``'s opening by ``neck_mm`` outside ``kept``,
+    within ``2 x neck_mm`` of it and holding ``ratios`` (min, max) x its volume (another
+    probe's zone is of its size; the bits of a leak the cut leaves are a few per cent), given
+    back with their own boundary. Empty ``kept``: unchanged."""
+    if not kept.any():
+        return kept
+    opened = morph.opening(body, neck_mm, sp)
+    lab, _ = ndimage.label(opened, structure=morph.STRUCT26)
+    near = morph.dilate(kept, 2.0 * neck_mm + float(sp.max()), sp)
+    add = np.zeros_like(kept)
+    for i in np.unique(lab[near & opened & ~kept]):
+        comp = lab == i
+        if i == 0 or (comp & kept).sum() > 0.5 * comp.sum():
+            continue  # the kept core's own component (the cut's reconstruction reaches out)
+        if ratios[0] * kept.sum() <= comp.sum() <= ratios[1] * kept.sum():
+            add |= comp
+    if not add.any():
+        return kept
+    out = kept | (body & morph.dilate(add, neck_mm + float(sp.max()), sp))
+    return morph.component_touching(out, kept)
+
+
+def fmt_point(point: npt.ArrayLike) -> str:
+    """A seed (LPS mm) as it appears in messages: "(x, y, z)" to 0.1 mm."""
+    return "(" + ", ".join(f"{float(v):.1f}" for v in np.ravel(point)) + ")"
+
+
 def robust_spread(vals: npt.NDArray[np.floating], median: float) -> float:
     """Robust spread (1.4826 x MAD) clipped to 3-12 HU: streaks near a needle must not widen
     the zone's HU window into fat or bile."""
