@@ -321,10 +321,11 @@ def _grow(image: sitk.Image, seed_lps: F64, p: AblationParams, label: str) -> _P
         whole[sub] = reg
         kept = enclosure.enclosed_part(whole, r.marker, r.sm, sp, upper_hu=model.hi,
                                        lower_hu=model.lo, tissue_hu=model.m_out)
-        if steps.elongation(reg, depth, sp) <= p.enclosure_elongation and (whole & ~kept).any() \
-                and morph.edt(~kept, sp)[whole & ~kept].max() < p.enclosure_reach_mm:
-            kept = whole  # compact, and only its own capsule-side layer would go
-        n_cut = int((whole & ~kept).sum())
+        cut = whole & ~kept
+        if cut.any() and steps.elongation(reg, depth, sp) <= p.enclosure_elongation and \
+                morph.edt(~kept, sp)[cut].max() < p.enclosure_reach_mm:
+            cut[:] = False  # compact, and only its own capsule-side layer would go
+        n_cut = int(cut.sum())
         if n_cut:
             model.stats["outside_organ_cut_ml"] = n_cut * vox_ml
             reg = morph.neck_cut_fast(kept[sub], r.marker[sub], neck, sp)  # its thin remnants

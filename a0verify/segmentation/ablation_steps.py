@@ -82,8 +82,9 @@ def needle_sections(metal2d: BoolArray, sp_yx: F64,
         own = np.argwhere(lab[sl] == k) * sp_yx
         if np.sqrt(np.sum((own - own.mean(axis=0)) ** 2, axis=1)).max() > streaks.metal_max_mm:
             continue  # not compact itself, so neither is any group holding it
-        # a compact group lies within ``half`` of any of its pieces; one reaching farther is
-        # not compact, whatever lies beyond
+        # the crop reaches ``half`` (>= 2 x metal_max_mm + 2 x group_mm) beyond this compact
+        # piece: a group that is cut by it spans more than 2 x metal_max_mm, so it is not
+        # compact either way, and a compact group is found whole
         mid = [(a.start + a.stop) // 2 for a in sl]
         box = tuple(slice(max(m - h, 0), m + h + 1) for m, h in zip(mid, half, strict=True))
         near = morph.dilate(metal2d[box][None], streaks.group_mm, np.array([1.0, *sp_yx]))[0]
@@ -94,10 +95,7 @@ def needle_sections(metal2d: BoolArray, sp_yx: F64,
         pts = (np.argwhere(group) + np.array([box[0].start, box[1].start])) * sp_yx
         c = pts.mean(axis=0)
         r = float(np.sqrt(np.sum((pts - c) ** 2, axis=1)).max())
-        touches_box = any((b.start > 0 and np.any(np.take(group, 0, axis=ax))) or
-                          (b.stop < metal2d.shape[ax] and np.any(np.take(group, -1, axis=ax)))
-                          for ax, b in enumerate(box))
-        if r <= streaks.metal_max_mm and not touches_box:
+        if r <= streaks.metal_max_mm:
             out.append((c, r))
     return out
 
@@ -263,8 +261,10 @@ def readmit_lobes(body: BoolArray, kept: BoolArray, neck_mm: float, sp: F64,
     near = morph.dilate(kept, 2.0 * neck_mm + float(sp.max()), sp)
     add = np.zeros_like(kept)
     for i in np.unique(lab[near & opened & ~kept]):
+        if i == 0:
+            continue
         comp = lab == i
-        if i == 0 or (comp & kept).sum() > 0.5 * comp.sum():
+        if (comp & kept).sum() > 0.5 * comp.sum():
             continue  # the kept core's own component (the cut's reconstruction reaches out)
         if ratios[0] * kept.sum() <= comp.sum() <= ratios[1] * kept.sum():
             add |= comp

@@ -74,10 +74,6 @@ class TumorParams:
     smooth_max_mm: float = 2.0
 
 
-def _fmt(p: npt.ArrayLike) -> str:
-    return "(" + ", ".join(f"{float(v):.1f}" for v in np.ravel(p)) + ")"
-
-
 def segment_tumor_core(image: sitk.Image, *, line_lps: tuple[Sequence[float], Sequence[float]]
                        | None, seeds_lps: Sequence[Sequence[float]],
                        outside_lps: Sequence[Sequence[float]],
